@@ -1,0 +1,117 @@
+"""Engine set-up, transactions, and schema migration on first use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from bot.errors import ConfigError, SchemaError
+
+# The newest migration in bot/migrations/versions. A test checks it against Alembic's own head,
+# so that a cron `bot send` can compare versions without importing Alembic.
+SCHEMA_HEAD = "0001_initial"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def is_sqlite(engine: Engine | Connection) -> bool:
+    """True when the engine or connection talks to SQLite."""
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout and explicit BEGIN control."""
+    try:
+        if url.startswith("sqlite"):
+            return _sqlite_engine(url)
+        return create_engine(url, pool_pre_ping=True, connect_args=_pg_connect_args(url))
+    except Exception as exc:  # a bad URL or a missing driver: a configuration problem
+        raise ConfigError([f"DATABASE_URL: cannot use this URL ({type(exc).__name__})"]) from exc
+
+
+def _pg_connect_args(url: str) -> dict[str, Any]:
+    return {"connect_timeout": 10} if "psycopg" in url or url.startswith("postgresql:") else {}
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (pysqlite would otherwise defer it).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A short write transaction; `BEGIN IMMEDIATE` on SQLite, so writers queue, not fail."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            yield conn
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision recorded in the database, or None for an empty database."""
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except (OperationalError, ProgrammingError) as exc:
+        if "alembic_version" in str(exc) or "no such table" in str(exc):
+            return None
+        raise
+
+
+def _alembic_config(conn: Connection) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.attributes["connection"] = conn
+    return config
+
+
+def upgrade(engine: Engine) -> str:
+    """Apply every pending migration under a lock, so concurrent first uses do not collide."""
+    from alembic import command
+
+    with engine.connect() as conn:
+        conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            if not is_sqlite(conn):
+                conn.execute(text("SELECT pg_advisory_xact_lock(7426001)"))
+            command.upgrade(_alembic_config(conn), "head")
+    return SCHEMA_HEAD
+
+
+def ensure_schema(engine: Engine, *, migrate: bool | None = None) -> None:
+    """Migrate SQLite on first use; elsewhere require `bot db upgrade` to have been run."""
+    revision = current_revision(engine)
+    if revision == SCHEMA_HEAD:
+        return
+    if migrate is None:
+        migrate = is_sqlite(engine)
+    if not migrate:
+        found = revision or "empty database"
+        raise SchemaError(
+            f"DATABASE_URL: schema is at {found}, this program needs {SCHEMA_HEAD}; "
+            "run `bot db upgrade`"
+        )
+    upgrade(engine)
