@@ -130,6 +130,8 @@ class Delivery(Base):
     token: Mapped[str | None] = mapped_column(String(32))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     first: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set once the delivery was `uncertain`: a later "duplicate content" proves it went out.
+    was_uncertain: Mapped[bool] = mapped_column(Boolean, default=False)
     external_id: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(Text)
     text: Mapped[str | None] = mapped_column(Text)

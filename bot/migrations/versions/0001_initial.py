@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("token", sa.String(length=32), nullable=True),
         sa.Column("lease_expires_at", sa.DateTime(), nullable=True),
         sa.Column("first", sa.Boolean(), nullable=False),
+        sa.Column("was_uncertain", sa.Boolean(), nullable=False),
         sa.Column("external_id", sa.Text(), nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("text", sa.Text(), nullable=True),

@@ -1,0 +1,301 @@
+"""One pass: plan → render → claim → send → record. `send` and the worker both call run_pass()."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+
+from bot import failpoints, ledger
+from bot.config import Settings
+from bot.domain import SessionData
+from bot.errors import (
+    DuplicateContentError,
+    MaybeSentError,
+    PermanentError,
+    TemplateProblem,
+    TransientError,
+)
+from bot.notifiers import registry
+from bot.notifiers.base import DeliveryKey, Message, Notifier
+from bot.planner import Notice, next_wake, plan, session_window
+from bot.store import load_window
+
+if TYPE_CHECKING:
+    from bot.render import Renderer
+
+log = logging.getLogger("bot.dispatch")
+Clock = Callable[[], datetime]
+PROBLEM_STATES = frozenset({"failed", "missed", "uncertain"})
+FIRST_RETRY = timedelta(minutes=1)
+MAX_RETRY = timedelta(minutes=30)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff after `attempts` failed tries: 1m, 2m, 4m … at most 30m."""
+    delay: timedelta = FIRST_RETRY * 2 ** max(attempts - 1, 0)
+    return min(delay, MAX_RETRY)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a pass did (or, in a dry run, would do) with one delivery."""
+
+    key: DeliveryKey
+    due_at: datetime
+    status: str
+    reason: str | None = None
+    external_id: str | None = None
+    text: str | None = None
+    message: Message | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The `send --json` record (SPEC §5)."""
+        return {
+            "session": self.key.session_id,
+            "notice": self.key.notice,
+            "channel": self.key.channel,
+            "occurrence": iso(self.key.occurrence),
+            "due_at": iso(self.due_at),
+            "status": self.status,
+            "external_id": self.external_id,
+            "reason": self.reason,
+            "text": self.text,
+        }
+
+
+@dataclass
+class PassResult:
+    """Everything one pass handled, and when the next thing may fall due."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    wake_at: datetime | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a delivery failed, went missed or uncertain in this pass; else 0."""
+        return 1 if any(o.status in PROBLEM_STATES for o in self.outcomes) else 0
+
+
+def iso(value: datetime) -> str:
+    """UTC ISO 8601 with a Z."""
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Dispatcher:
+    """Runs passes against one database with one set of notifiers."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        clock: Clock,
+        notifiers: Mapping[str, Notifier] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.clock = clock
+        self._notifiers: dict[str, Notifier] = dict(notifiers or {})
+        self._renderer: Renderer | None = None
+
+    @property
+    def renderer(self) -> Renderer:
+        """The Jinja2 renderer, built on first use (cron passes with nothing due never pay)."""
+        if self._renderer is None:
+            from bot.render import Renderer
+
+            self._renderer = Renderer(self.settings)
+        return self._renderer
+
+    def notifier(self, channel: str) -> Notifier:
+        """The notifier instance for `channel`, built once."""
+        if channel not in self._notifiers:
+            cls = registry.get(channel)
+            self._notifiers[channel] = cls(self.settings.channel_configs.get(channel))
+        return self._notifiers[channel]
+
+    def close(self) -> None:
+        """Close every notifier's connections."""
+        for notifier in self._notifiers.values():
+            notifier.close()
+
+    def run_pass(
+        self,
+        *,
+        dry_run: bool = False,
+        channels: Sequence[str] | None = None,
+        session_id: str | None = None,
+    ) -> PassResult:
+        """Send everything due now (or, with dry_run, say what would go out and touch nothing)."""
+        now = self.clock()
+        result = PassResult()
+        if not dry_run:
+            for row in ledger.sweep(self.engine, now):
+                outcome = Outcome(row.key, row.due_at, "uncertain", row.reason, text=row.text)
+                self._log(outcome)
+                result.outcomes.append(outcome)
+        start_from, start_to = session_window(self.settings, now)
+        sessions, rows = load_window(self.engine, start_from, start_to, session_id=session_id)
+        notices = plan(sessions, rows, self.settings, now, channels=channels)
+        result.wake_at = next_wake(notices, now)
+        decided = [n for n in notices if n.action in ("skip", "miss")]
+        if not dry_run:
+            decided = ledger.settle(self.engine, decided, now)
+        for notice in decided:
+            status = "skipped" if notice.action == "skip" else "missed"
+            outcome = Outcome(notice.key, notice.due_at, status, notice.reason)
+            self._log(outcome)
+            result.outcomes.append(outcome)
+        by_id = {s.id: s for s in sessions}
+        due = [n for n in notices if n.action == "send"]
+        if dry_run:
+            result.outcomes.extend(self._dry_run(due, by_id, now))
+        else:
+            for start in range(0, len(due), ledger.CLAIM_BATCH):
+                batch = due[start : start + ledger.CLAIM_BATCH]
+                result.outcomes.extend(self._send_batch(batch, by_id))
+        return result
+
+    def render(self, notice: Notice, session: SessionData, now: datetime) -> Message:
+        """Render one notice; raise TemplateProblem, or PermanentError when over the limit."""
+        cls = registry.get(notice.key.channel)
+        message = self.renderer.render(
+            key=notice.key,
+            session=session,
+            notice=notice.key.notice,
+            offset=notice.offset,
+            first=notice.first,
+            now=now,
+            parts=cls.parts,
+        )
+        problem = cls.over_limit(message.text)
+        if problem is not None:
+            raise PermanentError(problem)
+        return message
+
+    def _dry_run(
+        self, due: Sequence[Notice], by_id: Mapping[str, SessionData], now: datetime
+    ) -> list[Outcome]:
+        outcomes = []
+        for notice in due:
+            try:
+                message = self.render(notice, by_id[notice.key.session_id], now)
+            except (TemplateProblem, PermanentError) as exc:
+                outcomes.append(Outcome(notice.key, notice.due_at, "failed", str(exc)))
+                continue
+            outcomes.append(
+                Outcome(
+                    notice.key, notice.due_at, "would_send", text=message.summary, message=message
+                )
+            )
+        return outcomes
+
+    def _send_batch(
+        self, batch: Sequence[Notice], by_id: Mapping[str, SessionData]
+    ) -> list[Outcome]:
+        claims = ledger.claim(self.engine, batch, self.clock(), self.settings.lease)
+        if claims:
+            failpoints.hit("after_claim")
+        return [self._deliver(held, by_id[held.key.session_id]) for held in claims]
+
+    def _deliver(self, held: ledger.Claim, session: SessionData) -> Outcome:
+        notice = held.notice
+        now = self.clock()
+        if now >= notice.deadline:  # the pass took long: never send a stale reminder
+            return self._finish(held, "missed", now, reason="deadline passed before sending")
+        try:
+            message = self.render(notice, session, now)
+        except (TemplateProblem, PermanentError) as exc:
+            return self._finish(held, "failed", now, reason=str(exc))
+        if not ledger.mark_sending(self.engine, held, now, self.settings.lease):
+            log.warning("claim lost before sending", extra=_extra(notice.key, "claim_lost"))
+            return Outcome(notice.key, notice.due_at, "skipped", "claim lost (lease expired)")
+        failpoints.hit("after_sending_mark")
+        return self._call_channel(held, message)
+
+    def _call_channel(self, held: ledger.Claim, message: Message) -> Outcome:
+        notice, text = held.notice, message.summary
+        try:
+            receipt = self.notifier(notice.key.channel).send(message, self.clock())
+        except TransientError as exc:
+            return self._retry_or_miss(held, exc, text)
+        except DuplicateContentError as exc:
+            if held.was_uncertain:  # the earlier, uncertain attempt did go out
+                reason = "duplicate content: the earlier attempt was posted"
+                return self._finish(held, "sent", self.clock(), reason=reason, text=text)
+            return self._finish(held, "failed", self.clock(), reason=str(exc), text=text)
+        except PermanentError as exc:
+            return self._finish(held, "failed", self.clock(), reason=str(exc), text=text)
+        except MaybeSentError as exc:
+            return self._finish(held, "uncertain", self.clock(), reason=str(exc), text=text)
+        except Exception as exc:  # a bug after the network call may have sent it: do not resend
+            log.exception("notifier crashed", extra=_extra(notice.key, "notifier_crashed"))
+            reason = f"notifier error: {type(exc).__name__}"
+            return self._finish(held, "uncertain", self.clock(), reason=reason, text=text)
+        failpoints.hit("after_provider_accepted")
+        outcome = self._finish(
+            held, "sent", self.clock(), external_id=receipt.external_id, text=text
+        )
+        failpoints.hit("after_outcome_commit")
+        return outcome
+
+    def _retry_or_miss(self, held: ledger.Claim, exc: TransientError, text: str) -> Outcome:
+        now = self.clock()
+        retry_at = now + retry_delay(held.attempts + 1)
+        if exc.retry_at is not None and exc.retry_at > retry_at:
+            retry_at = exc.retry_at
+        reason = str(exc)
+        if retry_at >= held.notice.deadline:
+            reason = f"{reason}; no retry possible before the deadline"
+            return self._finish(held, "missed", now, reason=reason, text=text)
+        return self._finish(
+            held, "retrying", now, reason=reason, text=text, next_attempt_at=retry_at
+        )
+
+    def _finish(self, held: ledger.Claim, status: str, now: datetime, **values: Any) -> Outcome:
+        notice = held.notice
+        if not ledger.record(self.engine, held, status, now, **values):
+            log.warning(
+                "outcome not recorded: the claim was settled elsewhere",
+                extra=_extra(notice.key, "record_lost"),
+            )
+        outcome = Outcome(
+            notice.key,
+            notice.due_at,
+            status,
+            values.get("reason"),
+            values.get("external_id"),
+            values.get("text"),
+        )
+        self._log(outcome)
+        return outcome
+
+    def _log(self, outcome: Outcome) -> None:
+        level = logging.ERROR if outcome.status in PROBLEM_STATES else logging.INFO
+        extra = _extra(outcome.key, f"delivery_{outcome.status}")
+        extra["reason"] = outcome.reason
+        extra["external_id"] = outcome.external_id
+        log.log(
+            level,
+            "%s %s/%s on %s%s",
+            outcome.status,
+            outcome.key.session_id,
+            outcome.key.notice,
+            outcome.key.channel,
+            f": {outcome.reason}" if outcome.reason else "",
+            extra=extra,
+        )
+
+
+def _extra(key: DeliveryKey, event: str) -> dict[str, Any]:
+    return {
+        "event": event,
+        "session": key.session_id,
+        "notice": key.notice,
+        "channel": key.channel,
+        "occurrence": iso(key.occurrence),
+    }

@@ -1,0 +1,248 @@
+"""The delivery ledger: every SQL statement of the claim protocol lives here.
+
+A delivery is claimed in a short write transaction (a unique key decides who wins), marked
+`sending` in another one committed before any network call, and its outcome is recorded under the
+claim's token. No transaction is open while a channel is contacted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, Table, and_, or_, select, update
+
+from bot.db import is_sqlite, write_transaction
+from bot.models import Delivery
+from bot.notifiers.base import DeliveryKey
+from bot.planner import OPEN_STATES, LedgerRow, Notice
+
+TABLE: Table = Delivery.__table__  # type: ignore[assignment]
+COLUMNS = TABLE.c
+CLAIM_BATCH = 25
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery this process holds: only it may mark it `sending` and record its outcome."""
+
+    id: int
+    token: str
+    notice: Notice
+    attempts: int
+    was_uncertain: bool
+
+    @property
+    def key(self) -> DeliveryKey:
+        """The delivery's key."""
+        return self.notice.key
+
+
+def row_to_ledger(row: Row[Any]) -> LedgerRow:
+    """A LedgerRow from a `deliveries` result row."""
+    m = row._mapping
+    return LedgerRow(
+        id=m["id"],
+        key=DeliveryKey(m["session_id"], m["notice"], m["channel"], m["occurrence"]),
+        status=m["status"],
+        due_at=m["due_at"],
+        deadline=m["deadline"],
+        next_attempt_at=m["next_attempt_at"],
+        attempts=m["attempts"],
+        reason=m["reason"],
+        external_id=m["external_id"],
+        text=m["text"],
+        was_uncertain=m["was_uncertain"],
+    )
+
+
+def load_rows(conn: Connection, session_ids: Sequence[str]) -> list[LedgerRow]:
+    """Every ledger row of the given sessions."""
+    rows: list[LedgerRow] = []
+    ids = list(session_ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        result = conn.execute(select(TABLE).where(COLUMNS.session_id.in_(chunk)))
+        rows.extend(row_to_ledger(r) for r in result)
+    return rows
+
+
+def _insert(conn: Connection) -> Any:
+    if is_sqlite(conn):
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(TABLE)
+    from sqlalchemy.dialects import postgresql
+
+    return postgresql.insert(TABLE)
+
+
+def _new_row(notice: Notice, status: str, now: datetime, **extra: Any) -> dict[str, Any]:
+    key = notice.key
+    values: dict[str, Any] = {
+        "session_id": key.session_id,
+        "notice": key.notice,
+        "channel": key.channel,
+        "occurrence": key.occurrence,
+        "due_at": notice.due_at,
+        "deadline": notice.deadline,
+        "status": status,
+        "attempts": 0,
+        "first": notice.first,
+        "was_uncertain": False,
+        "reason": notice.reason,
+        "created_at": now,
+        "updated_at": now,
+    }
+    values.update(extra)
+    return values
+
+
+def sweep(engine: Engine, now: datetime) -> list[LedgerRow]:
+    """Expired claims go back to pending; expired `sending` marks become `uncertain` (returned)."""
+    with write_transaction(engine) as conn:
+        conn.execute(
+            update(TABLE)
+            .where(COLUMNS.status == "claimed", COLUMNS.lease_expires_at < now)
+            .values(status="pending", token=None, lease_expires_at=None, updated_at=now)
+        )
+        expired = conn.execute(
+            select(TABLE).where(COLUMNS.status == "sending", COLUMNS.lease_expires_at < now)
+        ).all()
+        if not expired:
+            return []
+        conn.execute(
+            update(TABLE)
+            .where(COLUMNS.id.in_([r.id for r in expired]), COLUMNS.status == "sending")
+            .values(
+                status="uncertain",
+                was_uncertain=True,
+                reason="the sender stopped before recording the outcome (lease expired)",
+                updated_at=now,
+            )
+        )
+    return [replace(row_to_ledger(r), status="uncertain") for r in expired]
+
+
+def settle(engine: Engine, notices: Sequence[Notice], now: datetime) -> list[Notice]:
+    """Write `skipped` and `missed` decisions; returns those this call actually wrote."""
+    written: list[Notice] = []
+    if not notices:
+        return written
+    with write_transaction(engine) as conn:
+        for notice in notices:
+            status = "skipped" if notice.action == "skip" else "missed"
+            if notice.row is None:
+                stmt = (
+                    _insert(conn)
+                    .values(_new_row(notice, status, now))
+                    .on_conflict_do_nothing(
+                        index_elements=["session_id", "notice", "channel", "occurrence"]
+                    )
+                    .returning(COLUMNS.id)
+                )
+                done = conn.execute(stmt).first() is not None
+            else:
+                result = conn.execute(
+                    update(TABLE)
+                    .where(COLUMNS.id == notice.row.id, COLUMNS.status.in_(OPEN_STATES))
+                    .values(status=status, reason=notice.reason, token=None, updated_at=now)
+                )
+                done = result.rowcount == 1
+            if done:
+                written.append(notice)
+    return written
+
+
+def claim(
+    engine: Engine, notices: Sequence[Notice], now: datetime, lease: timedelta
+) -> list[Claim]:
+    """Claim deliveries in one short transaction; those another process holds are left out."""
+    token = uuid.uuid4().hex
+    expires = now + lease
+    claims: list[Claim] = []
+    with write_transaction(engine) as conn:
+        existing = [n for n in notices if n.row is not None]
+        lockable = _lock_open_rows(conn, existing, now)
+        for notice in notices:
+            if notice.row is None:
+                stmt = (
+                    _insert(conn)
+                    .values(_new_row(notice, "claimed", now, token=token, lease_expires_at=expires))
+                    .on_conflict_do_nothing(
+                        index_elements=["session_id", "notice", "channel", "occurrence"]
+                    )
+                    .returning(COLUMNS.id)
+                )
+                new_id = conn.execute(stmt).scalar()
+                if new_id is not None:
+                    claims.append(Claim(new_id, token, notice, 0, False))
+            elif notice.row.id in lockable:
+                conn.execute(
+                    update(TABLE)
+                    .where(COLUMNS.id == notice.row.id)
+                    .values(status="claimed", token=token, lease_expires_at=expires, updated_at=now)
+                )
+                row = notice.row
+                claims.append(Claim(row.id, token, notice, row.attempts, row.was_uncertain))
+    return claims
+
+
+def _lock_open_rows(conn: Connection, notices: Sequence[Notice], now: datetime) -> set[int]:
+    """Ids of existing rows still open and due; PostgreSQL skips rows other claimers hold."""
+    ids = [n.row.id for n in notices if n.row is not None]
+    if not ids:
+        return set()
+    query = select(COLUMNS.id).where(
+        COLUMNS.id.in_(ids),
+        COLUMNS.status.in_(OPEN_STATES),
+        or_(COLUMNS.next_attempt_at.is_(None), COLUMNS.next_attempt_at <= now),
+    )
+    if not is_sqlite(conn):
+        query = query.with_for_update(skip_locked=True)
+    return set(conn.execute(query).scalars())
+
+
+def mark_sending(engine: Engine, held: Claim, now: datetime, lease: timedelta) -> bool:
+    """Commit the `sending` mark; False when the claim was lost (its lease expired)."""
+    with write_transaction(engine) as conn:
+        result = conn.execute(
+            update(TABLE)
+            .where(COLUMNS.id == held.id, COLUMNS.token == held.token, COLUMNS.status == "claimed")
+            .values(
+                status="sending",
+                attempts=COLUMNS.attempts + 1,
+                lease_expires_at=now + lease,
+                updated_at=now,
+            )
+        )
+        return result.rowcount == 1
+
+
+def record(engine: Engine, held: Claim, status: str, now: datetime, **values: Any) -> bool:
+    """Record an outcome under the claim's token; a late success still turns `uncertain` → sent."""
+    values = {"status": status, "updated_at": now, "lease_expires_at": None, **values}
+    if status != "retrying":
+        values.setdefault("next_attempt_at", None)
+    if status in ("sent", "failed", "missed", "retrying"):
+        values["token"] = None
+    if status == "uncertain":
+        values["was_uncertain"] = True
+    if status == "sent":
+        values.setdefault("sent_at", now)
+    with write_transaction(engine) as conn:
+        result = conn.execute(
+            update(TABLE)
+            .where(
+                and_(
+                    COLUMNS.id == held.id,
+                    COLUMNS.token == held.token,
+                    COLUMNS.status.in_(("claimed", "sending", "uncertain")),
+                )
+            )
+            .values(**values)
+        )
+        return result.rowcount == 1

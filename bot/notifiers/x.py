@@ -1,0 +1,278 @@
+"""The `x` channel: posts through tweepy's X API v2 client, OAuth 1.0a user context."""
+
+from __future__ import annotations
+
+import math
+import ssl
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from bot.config import Secret
+from bot.errors import (
+    ConfigError,
+    DuplicateContentError,
+    MaybeSentError,
+    NotifierError,
+    PermanentError,
+    TransientError,
+)
+from bot.notifiers.base import Message, Notifier, Receipt
+
+if TYPE_CHECKING:
+    import requests
+
+TWITTER_API = "https://api.twitter.com"  # what tweepy hard-codes
+DEFAULT_TIMEOUT = 30.0
+_CREDENTIALS = ("X_API_KEY", "X_API_KEY_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
+_DUPLICATE_MARKERS = ("duplicate content", "status is a duplicate")
+
+
+@dataclass(frozen=True)
+class XConfig:
+    """The `x` channel's validated settings; credentials stay wrapped in Secret."""
+
+    api_key: Secret
+    api_key_secret: Secret
+    access_token: Secret
+    access_token_secret: Secret
+    base_url: str = TWITTER_API
+    timeout: float = DEFAULT_TIMEOUT
+
+    def secrets(self) -> tuple[Secret, ...]:
+        """Every credential, for scrubbing text that came back from the network."""
+        return (self.api_key, self.api_key_secret, self.access_token, self.access_token_secret)
+
+
+def _url_problem(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return f"not a valid URL ({url})"
+    if parts.username is not None or parts.password is not None:
+        return "must not contain a user name or password (value hidden)"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"must be an http:// or https:// URL with a host ({url})"
+    if parts.query or parts.fragment:
+        return f"must not have a query or fragment ({url})"
+    return None
+
+
+def _make_session(base_url: str, timeout: float) -> requests.Session:
+    import requests
+
+    class _XSession(requests.Session):
+        """Sends tweepy's requests to X_API_BASE_URL, each with a timeout and a fresh connection."""
+
+        def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+            target = url.decode() if isinstance(url, bytes) else url
+            if target.startswith(TWITTER_API + "/"):
+                # Rewritten before signing: the OAuth signature covers the URL actually requested.
+                target = base_url + target[len(TWITTER_API) :]
+            kwargs.setdefault("timeout", timeout)  # tweepy sets none
+            # A redirected POST would turn into a GET; better a clear refusal.
+            kwargs.setdefault("allow_redirects", False)
+            # Posts are rare: a pooled connection would be stale, and a stale one that fails
+            # after the request was written would look like "maybe sent".
+            kwargs["headers"] = {**(kwargs.get("headers") or {}), "Connection": "close"}
+            return super().request(method, target, *args, **kwargs)
+
+    return _XSession()
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything requests/urllib3 wrapped inside it."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        inner = [*current.args, getattr(current, "reason", None), current.__cause__]
+        inner.append(getattr(current, "original_error", None))
+        todo.extend(e for e in inner if isinstance(e, BaseException))
+
+
+def _in_handshake(exc: BaseException) -> bool:
+    """True when an ssl error in the chain was raised by the TLS handshake itself."""
+    for err in _chain(exc):
+        tb = err.__traceback__ if isinstance(err, ssl.SSLError) else None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_name == "do_handshake":
+                return True
+            tb = tb.tb_next
+    return False
+
+
+def _network_error(exc: Exception, timeout: float) -> NotifierError:
+    """Map a requests exception: nothing sent → Transient; maybe handed over → MaybeSent."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError  # NewConnectionError, DNS are subclasses
+
+    name = type(exc).__name__
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.ProxyError):
+        return TransientError(f"could not reach X ({name})")
+    if isinstance(exc, requests.Timeout):
+        return MaybeSentError(f"X did not answer within {timeout:g}s after the request was sent")
+    if isinstance(exc, requests.exceptions.SSLError):
+        if _in_handshake(exc):
+            return TransientError(f"TLS handshake with X failed ({name})")
+        return MaybeSentError(f"the TLS connection to X failed after the request was sent ({name})")
+    if isinstance(exc, requests.ConnectionError):
+        if any(isinstance(e, ConnectTimeoutError) for e in _chain(exc)):
+            return TransientError(f"could not connect to X ({name})")
+        return MaybeSentError("the connection to X was lost after the request was sent")
+    if isinstance(exc, requests.exceptions.ContentDecodingError | requests.JSONDecodeError):
+        return MaybeSentError("X's answer could not be read")
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return MaybeSentError("X's answer was cut off")
+    return PermanentError(f"the request to X could not be made ({name})")
+
+
+def _retry_after(headers: Mapping[str, str], now: datetime | None) -> datetime | None:
+    reset = headers.get("x-rate-limit-reset", "").strip()
+    if reset.isdigit():
+        return datetime.fromtimestamp(int(reset), UTC)
+    value = headers.get("retry-after", "").strip()
+    if value.isdigit():
+        return now + timedelta(seconds=int(value)) if now is not None else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when.astimezone(UTC) if when.tzinfo is not None else None
+
+
+def _http_error(exc: Any, now: datetime | None) -> NotifierError:
+    """Map tweepy's HTTPException by status: 429 and 5xx are Transient, other 4xx Permanent."""
+    response = exc.response
+    status = int(response.status_code)
+    messages = [str(m) for m in getattr(exc, "api_messages", [])]
+    detail = "; ".join(messages)[:300]
+    text = f"X answered {status} {response.reason}" + (f": {detail}" if detail else "")
+    if status == 429:
+        return TransientError(text, retry_at=_retry_after(response.headers, now))
+    if status >= 500:
+        return TransientError(text, retry_at=_retry_after(response.headers, now))
+    if status == 403 and any(m in detail.lower() for m in _DUPLICATE_MARKERS):
+        return DuplicateContentError()
+    return PermanentError(text)
+
+
+def _scrubbed(error: NotifierError, secrets: tuple[Secret, ...]) -> NotifierError:
+    """The same error with any credential (echoed by a server, say) blanked out of its text."""
+    text = str(error)
+    for secret in secrets:
+        if secret.get():
+            text = text.replace(secret.get(), "***")
+    if text != str(error):
+        error.args = (text,)
+    return error
+
+
+class XNotifier(Notifier):
+    """Posts to X; needs the four OAuth 1.0a user-context credentials."""
+
+    name = "x"
+    max_length = 280
+    length_unit = "weighted characters"
+
+    def __init__(self, config: XConfig) -> None:
+        super().__init__(config)
+        self.config: XConfig = config
+        self._client: Any = None
+
+    @classmethod
+    def parse_config(cls, env: Mapping[str, str]) -> XConfig:
+        """Read X_* variables; raise ConfigError listing every problem, never a secret's value."""
+        problems: list[str] = []
+        secrets: list[Secret] = []
+        for name in _CREDENTIALS:
+            value = (env.get(name) or "").strip()
+            if not value:
+                problems.append(f"{name}: required by the x channel (missing)")
+            elif any(ch.isspace() for ch in value):
+                problems.append(f"{name}: must not contain spaces (value hidden)")
+            secrets.append(Secret(value))
+        base_url = (env.get("X_API_BASE_URL") or "").strip() or TWITTER_API
+        url_problem = _url_problem(base_url)
+        if url_problem:
+            problems.append(f"X_API_BASE_URL: {url_problem}")
+        raw_timeout = (env.get("X_TIMEOUT") or "").strip()
+        timeout = DEFAULT_TIMEOUT
+        if raw_timeout:
+            try:
+                timeout = float(raw_timeout)
+            except ValueError:
+                timeout = -1.0
+            if not (math.isfinite(timeout) and timeout > 0):
+                problems.append(f"X_TIMEOUT: must be a positive number of seconds ({raw_timeout})")
+        if problems:
+            raise ConfigError(problems)
+        return XConfig(*secrets, base_url=base_url.rstrip("/"), timeout=timeout)
+
+    @classmethod
+    def measure(cls, text: str) -> int:
+        """X's weighted length: a URL counts 23, CJK and emoji count 2."""
+        from bot.textlimits import x_weighted_length
+
+        return x_weighted_length(text)
+
+    def send(self, message: Message, now: datetime) -> Receipt:
+        """Post `message.text`; the receipt carries the new post's id."""
+        too_long = self.over_limit(message.text)
+        if too_long:
+            raise PermanentError(too_long)
+        reply = self._call(lambda client: client.create_tweet(text=message.text, user_auth=True), now)
+        data = reply.get("data") if isinstance(reply, dict) else None
+        post_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(post_id, str | int) or isinstance(post_id, bool):
+            raise MaybeSentError("X accepted the request but its answer carried no post id")
+        return Receipt(external_id=str(post_id))
+
+    def check_online(self) -> None:
+        """Log in with GET /2/users/me, posting nothing."""
+        self._call(lambda client: client.get_me(user_auth=True), None)
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        if self._client is not None:
+            self._client.session.close()
+            self._client = None
+
+    def _tweepy(self) -> Any:
+        if self._client is None:
+            import tweepy
+
+            config = self.config
+            client = tweepy.Client(
+                consumer_key=config.api_key.get(),
+                consumer_secret=config.api_key_secret.get(),
+                access_token=config.access_token.get(),
+                access_token_secret=config.access_token_secret.get(),
+                return_type=dict,
+            )
+            client.session.close()
+            client.session = _make_session(config.base_url, config.timeout)
+            self._client = client
+        return self._client
+
+    def _call(self, action: Callable[[Any], Any], now: datetime | None) -> Any:
+        import requests
+        import tweepy
+
+        client = self._tweepy()
+        try:
+            return action(client)
+        except tweepy.errors.HTTPException as e:
+            raise _scrubbed(_http_error(e, now), self.config.secrets()) from e
+        except requests.RequestException as e:
+            raise _scrubbed(_network_error(e, self.config.timeout), self.config.secrets()) from e
+        except tweepy.errors.TweepyException as e:
+            raise PermanentError(f"tweepy refused the request ({type(e).__name__})") from e

@@ -1,0 +1,200 @@
+"""What is due at `now`: a pure function of (sessions, ledger rows, settings, now).
+
+Rules (SPEC §6): a reminder with offset O is due at start − O and may go out until the start
+(offset 0: until 10 minutes after). When several reminders of a session are due and unsent on one
+channel, only the nearest (smallest offset) goes out and the others are skipped as superseded.
+Unsent past its deadline, a reminder is `missed` if the session (at this start time) was already in
+the database when it fell due; otherwise it is quiet history and never planned.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from bot.config import Settings
+from bot.domain import SessionData
+from bot.notifiers.base import DeliveryKey
+
+ZERO_OFFSET_GRACE = timedelta(minutes=10)
+HISTORY = timedelta(days=7)  # how far back a pass still reports `missed`, and `plan` shows
+
+# Ledger states. `pending` and `retrying` rows still want sending; `claimed` and `sending` are in
+# flight under a lease; the rest are final until an operator acts.
+OPEN_STATES = frozenset({"pending", "retrying"})
+IN_FLIGHT_STATES = frozenset({"claimed", "sending"})
+FINAL_STATES = frozenset({"sent", "failed", "skipped", "missed", "uncertain"})
+
+Action = Literal["send", "skip", "miss", "wait", "done"]
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """The planner's view of one ledger row."""
+
+    id: int
+    key: DeliveryKey
+    status: str
+    due_at: datetime
+    deadline: datetime
+    next_attempt_at: datetime | None = None
+    attempts: int = 0
+    reason: str | None = None
+    external_id: str | None = None
+    text: str | None = None
+    was_uncertain: bool = False
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One notice for one session occurrence on one channel, and what to do about it now."""
+
+    key: DeliveryKey
+    offset: timedelta | None
+    due_at: datetime
+    deadline: datetime
+    action: Action
+    first: bool = False
+    reason: str | None = None
+    row: LedgerRow | None = None
+
+    @property
+    def state(self) -> str:
+        """The state `plan` shows: the ledger's, or `planned` for what has no final row yet."""
+        if self.action == "skip":
+            return "skipped"
+        if self.action == "miss":
+            return "missed"
+        if self.row is not None and self.row.status not in ("pending", "claimed"):
+            return self.row.status
+        return "planned"
+
+
+def deadline_for(starts_at: datetime, offset: timedelta) -> datetime:
+    """The last moment a reminder with `offset` may go out."""
+    return starts_at + ZERO_OFFSET_GRACE if offset == timedelta(0) else starts_at
+
+
+def session_window(settings: Settings, now: datetime) -> tuple[datetime, datetime]:
+    """The range of start times whose reminders can be due, or recently missed, at `now`."""
+    longest = max((r.offset for r in settings.reminders), default=timedelta(0))
+    return now - HISTORY, now + longest
+
+
+def _index(rows: Iterable[LedgerRow]) -> dict[DeliveryKey, LedgerRow]:
+    return {row.key: row for row in rows}
+
+
+def _sent_channels(rows: Iterable[LedgerRow]) -> set[tuple[str, str]]:
+    return {(r.key.session_id, r.key.channel) for r in rows if r.status == "sent"}
+
+
+def plan(
+    sessions: Sequence[SessionData],
+    rows: Sequence[LedgerRow],
+    settings: Settings,
+    now: datetime,
+    *,
+    channels: Sequence[str] | None = None,
+) -> list[Notice]:
+    """Every reminder of `sessions` on the configured channels, with the action due at `now`."""
+    ledger = _index(rows)
+    sent = _sent_channels(rows)
+    wanted = set(channels) if channels else None
+    notices: list[Notice] = []
+    for session in sessions:
+        if session.cancelled:
+            continue
+        per_channel: dict[str, list[tuple[timedelta, DeliveryKey]]] = defaultdict(list)
+        for reminder in settings.reminders:
+            for channel in reminder.channels:
+                if wanted is None or channel in wanted:
+                    key = DeliveryKey(session.id, reminder.name, channel, session.starts_at)
+                    per_channel[channel].append((reminder.offset, key))
+        for channel, keyed in per_channel.items():
+            first = (session.id, channel) not in sent
+            notices.extend(_plan_channel(session, keyed, ledger, first, now))
+    notices.extend(_stale_rows(sessions, rows, channels))
+    return sorted(notices, key=lambda n: (n.due_at, n.key.session_id, n.key.channel))
+
+
+def _plan_channel(
+    session: SessionData,
+    keyed: list[tuple[timedelta, DeliveryKey]],
+    ledger: dict[DeliveryKey, LedgerRow],
+    first: bool,
+    now: datetime,
+) -> list[Notice]:
+    """Decide every reminder of one session on one channel."""
+    start = session.starts_at
+    since = session.occurrence_since or start
+    open_due: list[tuple[timedelta, DeliveryKey]] = []
+    out: list[Notice] = []
+    for offset, key in sorted(keyed, key=lambda pair: pair[0]):
+        due, deadline = start - offset, deadline_for(start, offset)
+        row = ledger.get(key)
+        if row is not None and row.status not in OPEN_STATES:
+            out.append(Notice(key, offset, due, deadline, "done", first, row.reason, row))
+        elif due > now:
+            out.append(Notice(key, offset, due, deadline, "wait", first, None, row))
+        else:
+            open_due.append((offset, key))
+    if not open_due:
+        return out
+    (offset, key), superseded = open_due[0], open_due[1:]
+    due, deadline = start - offset, deadline_for(start, offset)
+    row = ledger.get(key)
+    if now >= deadline:
+        if row is None and since > due:
+            return out  # quiet history: it was never ours to send
+        reason = row.reason if row is not None and row.reason else "deadline passed unsent"
+        out.append(Notice(key, offset, due, deadline, "miss", first, reason, row))
+    elif row is not None and row.next_attempt_at is not None and row.next_attempt_at > now:
+        out.append(Notice(key, offset, due, deadline, "wait", first, row.reason, row))
+    else:
+        out.append(Notice(key, offset, due, deadline, "send", first, None, row))
+    nearest = key.notice
+    for s_offset, s_key in superseded:
+        s_row = ledger.get(s_key)
+        reason = f"superseded by {nearest}"
+        s_due, s_deadline = start - s_offset, deadline_for(start, s_offset)
+        out.append(Notice(s_key, s_offset, s_due, s_deadline, "skip", first, reason, s_row))
+    return out
+
+
+def _stale_rows(
+    sessions: Sequence[SessionData], rows: Sequence[LedgerRow], channels: Sequence[str] | None
+) -> list[Notice]:
+    """Open rows of an earlier start time, or of a cancelled session: they will never go out."""
+    by_id = {s.id: s for s in sessions}
+    out: list[Notice] = []
+    for row in rows:
+        session = by_id.get(row.key.session_id)
+        if row.status not in OPEN_STATES or session is None:
+            continue
+        if channels and row.key.channel not in channels:
+            continue
+        if session.cancelled:
+            reason = "session cancelled"
+        elif row.key.occurrence != session.starts_at:
+            reason = "session moved to another time"
+        else:
+            continue
+        out.append(Notice(row.key, None, row.due_at, row.deadline, "skip", False, reason, row))
+    return out
+
+
+def next_wake(notices: Iterable[Notice], now: datetime) -> datetime | None:
+    """The next moment something may fall due: a reminder's due time or a retry's."""
+    times = [
+        n.row.next_attempt_at
+        if n.row is not None and n.row.next_attempt_at is not None
+        else n.due_at
+        for n in notices
+        if n.action == "wait"
+    ]
+    future = [t for t in times if t > now]
+    return min(future, default=None)

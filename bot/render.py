@@ -1,0 +1,276 @@
+"""Jinja2 rendering of one delivery into a Message, with zone-correct times in the context."""
+
+from __future__ import annotations
+
+import re
+import traceback
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+import bot
+from bot.config import Settings
+from bot.domain import SessionData, Speaker
+from bot.errors import TemplateProblem
+from bot.ics import session_ics
+from bot.notifiers.base import Attachment, DeliveryKey, Message
+from bot.timefmt import ZoneTime, humanize_until, when_line, zone_time, zone_times
+
+BUILTIN_TEMPLATES = Path(bot.__file__).resolve().parent.parent / "templates"
+PARTS = ("subject", "txt", "html")
+CHANGE_NOTICES = ("rescheduled", "cancelled", "recording")
+ICS_CONTENT_TYPE = "text/calendar; method=PUBLISH"
+# CHANNEL/NOTICE.PART.j2; folders starting with "_" hold shared macros, not messages.
+_TEMPLATE_NAME = re.compile(r"^(?!_)[^/]+/[^/]+\.(?:subject|txt|html)\.j2$")
+_HANDLE_URL = re.compile(r"^https?://(?:www\.)?(?:x|twitter)\.com/@?([A-Za-z0-9_]+)/?$")
+
+
+def template_candidates(channel: str, notice: str, part: str) -> list[str]:
+    """The template names tried, in order, for one part of one notice on one channel."""
+    return [
+        f"{channel}/{notice}.{part}.j2",
+        f"{channel}/default.{part}.j2",
+        f"default/{notice}.{part}.j2",
+        f"default/default.{part}.j2",
+    ]
+
+
+def join_and(items: Iterable[str]) -> str:
+    """ "A", "A and B", "A, B and C"."""
+    names = [str(item) for item in items if str(item)]
+    if len(names) <= 1:
+        return "".join(names)
+    return f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _handle(speaker: Speaker, network: str) -> str | None:
+    raw = getattr(speaker, network, None)
+    if not raw:
+        return None
+    text = str(raw).strip()
+    if network == "x":
+        match = _HANDLE_URL.match(text)
+        text = match.group(1) if match else text.lstrip("@")
+        return f"@{text}" if text else None
+    return text
+
+
+def handles(speakers: Iterable[Speaker], network: str = "x") -> list[str]:
+    """The speakers' handles on a network ("@name" on X), skipping speakers without one."""
+    found = (_handle(s, network) for s in speakers)
+    return [h for h in found if h]
+
+
+def speaker_names(speakers: Iterable[Speaker], handle: str | None = None) -> str:
+    """ "A, B and C"; with handle="x", each name is followed by its handle: "A (@a)"."""
+    names: list[str] = []
+    for speaker in speakers:
+        tag = _handle(speaker, handle) if handle else None
+        names.append(f"{speaker.name} ({tag})" if tag else speaker.name)
+    return join_and(names)
+
+
+def _session_context(session: SessionData) -> dict[str, Any]:
+    values: dict[str, Any] = {f.name: getattr(session, f.name) for f in fields(session)}
+    values.update(
+        speakers=list(session.speakers),
+        papers=list(session.papers),
+        ends_at=session.ends_at,
+        cancelled=session.cancelled,
+        duration_minutes=int(session.duration.total_seconds() // 60),
+    )
+    return values
+
+
+def _where(exc: BaseException) -> str:
+    """ "name, line N" of the innermost template frame in the traceback, if any."""
+    if isinstance(exc, jinja2.TemplateSyntaxError) and exc.lineno:
+        return f"{exc.name or exc.filename or '<template>'}, line {exc.lineno}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(".j2")]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    path = Path(frame.filename)
+    shown = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+    return f"{shown}, line {frame.lineno}"
+
+
+class Renderer:
+    """Renders messages from `TEMPLATES_DIR` first, then the built-in `templates/` folder."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.zones = tuple(settings.display_timezones) or ("UTC",)
+        self.search_path = [
+            *([settings.templates_dir] if settings.templates_dir else []),
+            BUILTIN_TEMPLATES,
+        ]
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(self.search_path),
+            undefined=jinja2.StrictUndefined,
+            autoescape=lambda name: bool(name and name.endswith(".html.j2")),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+        helpers: dict[str, Any] = {
+            "in_zone": self.in_zone,
+            "fmt_time": self.fmt_time,
+            "fmt_date": self.fmt_date,
+            "speaker_names": speaker_names,
+            "handles": handles,
+            "join_and": join_and,
+        }
+        self.env.globals.update(helpers)
+        self.env.filters.update(helpers)
+
+    # Helpers offered to templates -------------------------------------------------------------
+
+    def in_zone(self, value: datetime, zone: str | None = None) -> ZoneTime:
+        """`value` in `zone` (default: the reference zone) as a ZoneTime."""
+        return zone_time(value, zone or self.zones[0])
+
+    def fmt_time(self, value: datetime, zone: str | None = None) -> str:
+        """ "10 AM EST": the time of `value` in `zone` (default: reference) with its abbreviation."""
+        return self.in_zone(value, zone).label
+
+    def fmt_date(self, value: datetime, zone: str | None = None, short: bool = False) -> str:
+        """ "Monday, December 14, 2026" (or "Mon Dec 14" with short=True) in `zone`."""
+        item = self.in_zone(value, zone)
+        return item.short_date if short else item.date
+
+    # Templates --------------------------------------------------------------------------------
+
+    def template_names(self) -> list[str]:
+        """Every message template (CHANNEL/NOTICE.PART.j2) on the search path, overrides included."""
+        names = {
+            path.relative_to(root).as_posix()
+            for root in self.search_path
+            if root.is_dir()
+            for path in root.rglob("*.j2")
+        }
+        return sorted(n for n in names if _TEMPLATE_NAME.match(n))
+
+    def template_path(self, name: str) -> Path | None:
+        """The file that `name` resolves to (an override wins over the built-in one)."""
+        return next((root / name for root in self.search_path if (root / name).is_file()), None)
+
+    def resolve(self, channel: str, notice: str, part: str) -> str:
+        """The name of the template used for this part, or TemplateProblem when none exists."""
+        for name in template_candidates(channel, notice, part):
+            if self.template_path(name) is not None:
+                return name
+        tried = ", ".join(template_candidates(channel, notice, part))
+        raise TemplateProblem(f"no template for {channel}/{notice} {part} (tried {tried})")
+
+    def check_syntax(self) -> list[str]:
+        """Compile every template; one problem line per template that does not compile."""
+        problems: list[str] = []
+        for name in self.template_names():
+            try:
+                self.env.get_template(name)
+            except jinja2.TemplateError as exc:
+                problems.append(self._problem(name, exc))
+        return problems
+
+    def _problem(self, name: str, exc: BaseException) -> str:
+        what = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else str(exc)
+        if not isinstance(exc, jinja2.TemplateError):
+            what = f"{type(exc).__name__}: {what}"
+        where = _where(exc)
+        if not where:
+            return f"{name}: {what}"
+        if where.startswith(f"{name},"):
+            return f"{where}: {what}"
+        return f"{where}: {what} (rendering {name})"
+
+    # Rendering --------------------------------------------------------------------------------
+
+    def context(
+        self,
+        *,
+        key: DeliveryKey,
+        session: SessionData,
+        notice: str,
+        offset: timedelta | None,
+        first: bool,
+        now: datetime,
+        previous: SessionData | None = None,
+    ) -> dict[str, Any]:
+        """The variables a template sees (README: "Template context")."""
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise ValueError(f"now must be an aware datetime: {now!r}")
+        times = zone_times(session.starts_at, self.zones)
+        previous_times = zone_times(previous.starts_at, self.zones) if previous else None
+        kind = notice if notice in CHANGE_NOTICES else "reminder"
+        return {
+            "session": _session_context(session),
+            "notice": {
+                "name": notice,
+                "offset": offset,
+                "kind": kind,
+                "phrase": humanize_until(session.starts_at - now),
+            },
+            "channel": key.channel,
+            "first": first,
+            "now": now.astimezone(UTC),
+            "group": {
+                "name": self.settings.group_name,
+                "url": self.settings.group_url,
+                "youtube_url": self.settings.group_youtube_url,
+            },
+            "times": times,
+            "when": when_line(times),
+            "previous": _session_context(previous) if previous else None,
+            "previous_times": previous_times,
+            "previous_when": when_line(previous_times) if previous_times else None,
+        }
+
+    def render_part(self, channel: str, notice: str, part: str, context: dict[str, Any]) -> str:
+        """Render one part through the fallback chain; any Jinja error becomes TemplateProblem."""
+        name = self.resolve(channel, notice, part)
+        try:
+            return self.env.get_template(name).render(context)
+        except Exception as exc:  # syntax, undefined, missing include, a filter that raised
+            raise TemplateProblem(self._problem(name, exc)) from exc
+
+    def render(
+        self,
+        *,
+        key: DeliveryKey,
+        session: SessionData,
+        notice: str,
+        offset: timedelta | None,
+        first: bool,
+        now: datetime,
+        parts: Sequence[str],
+        previous: SessionData | None = None,
+    ) -> Message:
+        """Render every part of one delivery into a Message (email also gets the .ics file)."""
+        context = self.context(
+            key=key,
+            session=session,
+            notice=notice,
+            offset=offset,
+            first=first,
+            now=now,
+            previous=previous,
+        )
+        rendered = {part: self.render_part(key.channel, notice, part, context) for part in parts}
+        subject = rendered.get("subject")
+        html = rendered.get("html")
+        attachments: tuple[Attachment, ...] = ()
+        if key.channel == "email":
+            ics = session_ics(session, now=now, method="PUBLISH")
+            attachments = (Attachment("session.ics", ICS_CONTENT_TYPE, ics),)
+        return Message(
+            key=key,
+            text=rendered.get("txt", "").strip(),
+            subject=" ".join(subject.split()) if subject is not None else None,
+            html=html.strip() + "\n" if html is not None else None,
+            attachments=attachments,
+        )
