@@ -23,6 +23,15 @@ def is_sqlite(engine: Engine | Connection) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other engines and in-memory databases)."""
+    if not url.startswith("sqlite"):
+        return None
+    _, _, rest = url.partition(":///")
+    path = rest.split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout and explicit BEGIN control."""
     try:

@@ -101,6 +101,7 @@ class Dispatcher:
         self.clock = clock
         self._notifiers: dict[str, Notifier] = dict(notifiers or {})
         self._renderer: Renderer | None = None
+        self.should_stop: Callable[[], bool] = lambda: False  # the worker's SIGTERM
 
     @property
     def renderer(self) -> Renderer:
@@ -156,6 +157,8 @@ class Dispatcher:
             result.outcomes.extend(self._dry_run(due, by_id, now))
         else:
             for start in range(0, len(due), ledger.CLAIM_BATCH):
+                if self.should_stop():
+                    break
                 batch = due[start : start + ledger.CLAIM_BATCH]
                 result.outcomes.extend(self._send_batch(batch, by_id))
         return result
@@ -200,7 +203,13 @@ class Dispatcher:
         claims = ledger.claim(self.engine, batch, self.clock(), self.settings.lease)
         if claims:
             failpoints.hit("after_claim")
-        return [self._deliver(held, by_id[held.key.session_id]) for held in claims]
+        outcomes = []
+        for index, held in enumerate(claims):
+            if self.should_stop():
+                ledger.release(self.engine, claims[index:], self.clock())
+                break
+            outcomes.append(self._deliver(held, by_id[held.key.session_id]))
+        return outcomes
 
     def _deliver(self, held: ledger.Claim, session: SessionData) -> Outcome:
         notice = held.notice

@@ -246,3 +246,18 @@ def record(engine: Engine, held: Claim, status: str, now: datetime, **values: An
             .values(**values)
         )
         return result.rowcount == 1
+
+
+def release(engine: Engine, held: Sequence[Claim], now: datetime) -> None:
+    """Give claims back unsent (the process is stopping): the next pass takes them."""
+    if not held:
+        return
+    with write_transaction(engine) as conn:
+        for item in held:
+            conn.execute(
+                update(TABLE)
+                .where(
+                    COLUMNS.id == item.id, COLUMNS.token == item.token, COLUMNS.status == "claimed"
+                )
+                .values(status="pending", token=None, lease_expires_at=None, updated_at=now)
+            )

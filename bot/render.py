@@ -26,6 +26,7 @@ CHANGE_NOTICES = ("rescheduled", "cancelled", "recording")
 ICS_CONTENT_TYPE = "text/calendar; method=PUBLISH"
 # CHANNEL/NOTICE.PART.j2; folders starting with "_" hold shared macros, not messages.
 _TEMPLATE_NAME = re.compile(r"^(?!_)[^/]+/[^/]+\.(?:subject|txt|html)\.j2$")
+_BLANK_RUN = re.compile(r"\n{3,}")
 _HANDLE_URL = re.compile(r"^https?://(?:www\.)?(?:x|twitter)\.com/@?([A-Za-z0-9_]+)/?$")
 
 
@@ -65,13 +66,24 @@ def handles(speakers: Iterable[Speaker], network: str = "x") -> list[str]:
     return [h for h in found if h]
 
 
-def speaker_names(speakers: Iterable[Speaker], handle: str | None = None) -> str:
-    """ "A, B and C"; with handle="x", each name is followed by its handle: "A (@a)"."""
+def speaker_names(
+    speakers: Iterable[Speaker], handle: str | None = None, affiliations: bool = False
+) -> str:
+    """ "A, B and C"; handle="x" adds "(@a)", affiliations=True adds "(University)"."""
     names: list[str] = []
     for speaker in speakers:
-        tag = _handle(speaker, handle) if handle else None
-        names.append(f"{speaker.name} ({tag})" if tag else speaker.name)
+        extra = [
+            *([speaker.affiliation] if affiliations and speaker.affiliation else []),
+            *([tag] if handle and (tag := _handle(speaker, handle)) else []),
+        ]
+        names.append(f"{speaker.name} ({', '.join(extra)})" if extra else speaker.name)
     return join_and(names)
+
+
+def tidy_text(text: str) -> str:
+    """Trailing spaces dropped, runs of blank lines collapsed to one, ends stripped."""
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return _BLANK_RUN.sub("\n\n", "\n".join(lines))
 
 
 def _session_context(session: SessionData) -> dict[str, Any]:
@@ -269,7 +281,7 @@ class Renderer:
             attachments = (Attachment("session.ics", ICS_CONTENT_TYPE, ics),)
         return Message(
             key=key,
-            text=rendered.get("txt", "").strip(),
+            text=tidy_text(rendered.get("txt", "")),
             subject=" ".join(subject.split()) if subject is not None else None,
             html=html.strip() + "\n" if html is not None else None,
             attachments=attachments,

@@ -1,0 +1,119 @@
+"""What an operator does: retry or resolve a delivery, and check the whole set-up."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, select, update
+
+from bot.config import Settings
+from bot.db import write_transaction
+from bot.errors import NotifierError, PermanentError, TemplateProblem, UsageError
+from bot.ledger import COLUMNS, TABLE, row_to_ledger
+from bot.planner import LedgerRow
+
+CHECK_HORIZON = timedelta(days=30)
+
+
+def _get_row(engine: Engine, delivery_id: int) -> LedgerRow:
+    with engine.connect() as conn:
+        row = conn.execute(select(TABLE).where(COLUMNS.id == delivery_id)).first()
+    if row is None:
+        raise UsageError(f"no delivery with id {delivery_id}")
+    return row_to_ledger(row)
+
+
+def _describe(row: LedgerRow) -> str:
+    return f"delivery {row.id} ({row.key.session_id} {row.key.notice} {row.key.channel})"
+
+
+def retry(engine: Engine, delivery_id: int, now: datetime) -> str:
+    """Put an uncertain, failed or missed delivery back in line; the next pass sends it."""
+    row = _get_row(engine, delivery_id)
+    if row.status not in ("uncertain", "failed", "missed"):
+        raise UsageError(f"{_describe(row)} is {row.status}; only uncertain, failed or missed")
+    if now >= row.deadline:
+        raise UsageError(f"{_describe(row)}: its deadline has passed; it can no longer go out")
+    with write_transaction(engine) as conn:
+        result = conn.execute(
+            update(TABLE)
+            .where(COLUMNS.id == delivery_id, COLUMNS.status == row.status)
+            .values(
+                status="pending",
+                token=None,
+                next_attempt_at=None,
+                lease_expires_at=None,
+                reason=f"retry requested by an operator (was {row.status})",
+                updated_at=now,
+            )
+        )
+    if result.rowcount != 1:
+        raise UsageError(f"{_describe(row)} changed meanwhile; look again")
+    return f"{_describe(row)}: will be sent by the next pass"
+
+
+def resolve(engine: Engine, delivery_id: int, outcome: str, now: datetime) -> str:
+    """Settle an uncertain delivery as `sent` or `failed` after checking the channel by hand."""
+    row = _get_row(engine, delivery_id)
+    if row.status != "uncertain":
+        raise UsageError(f"{_describe(row)} is {row.status}; only uncertain ones are resolved")
+    with write_transaction(engine) as conn:
+        conn.execute(
+            update(TABLE)
+            .where(COLUMNS.id == delivery_id, COLUMNS.status == "uncertain")
+            .values(
+                status=outcome,
+                token=None,
+                reason=f"resolved as {outcome} by an operator",
+                sent_at=now if outcome == "sent" else None,
+                updated_at=now,
+            )
+        )
+    return f"{_describe(row)}: {outcome}"
+
+
+def template_problems(engine: Engine, settings: Settings, now: datetime) -> list[str]:
+    """Every upcoming session × notice × channel that does not render or is over its limit."""
+    from bot.dispatch import Dispatcher
+    from bot.planner import plan
+    from bot.store import load_window
+
+    dispatcher = Dispatcher(engine, settings, lambda: now)
+    problems = [f"templates: {p}" for p in dispatcher.renderer.check_syntax()]
+    sessions, rows = load_window(engine, now - timedelta(days=1), now + CHECK_HORIZON)
+    by_id = {s.id: s for s in sessions}
+    for notice in plan(sessions, rows, settings, now):
+        if notice.action not in ("send", "wait") or notice.offset is None:
+            continue
+        key = notice.key
+        try:
+            dispatcher.render(notice, by_id[key.session_id], now)
+        except (TemplateProblem, PermanentError) as exc:
+            problems.append(f"session {key.session_id}: {key.notice} on {key.channel}: {exc}")
+    return problems
+
+
+def check(engine: Engine, settings: Settings, now: datetime, online: bool) -> list[str]:
+    """Every problem an operator should see, one line each; empty when all is well."""
+    from bot.dispatch import Dispatcher
+
+    problems = template_problems(engine, settings, now)
+    with engine.connect() as conn:
+        waiting = conn.execute(
+            select(TABLE).where(COLUMNS.status.in_(("uncertain", "failed")))
+        ).all()
+    for raw in waiting:
+        row = row_to_ledger(raw)
+        action = "resolve or retry" if row.status == "uncertain" else "retry"
+        problems.append(
+            f"{_describe(row)}: {row.status} ({row.reason}); `bot deliveries {action} {row.id}`"
+        )
+    if online:
+        dispatcher = Dispatcher(engine, settings, lambda: now)
+        for channel in settings.channels:
+            try:
+                dispatcher.notifier(channel).check_online()
+            except NotifierError as exc:
+                problems.append(f"channel {channel}: cannot log in ({exc})")
+        dispatcher.close()
+    return problems

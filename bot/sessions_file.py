@@ -1,0 +1,598 @@
+"""Session files: YAML <-> sessions, all-or-nothing validation with field paths, bulk upsert."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, insert, select, text, update
+
+from bot.config import format_duration, parse_duration
+from bot.db import is_sqlite, write_transaction
+from bot.domain import Paper, SessionData, Speaker
+from bot.errors import DataError
+from bot.models import Delivery
+from bot.models import Paper as PaperRow
+from bot.models import Session as SessionRow
+from bot.models import Speaker as SpeakerRow
+
+if TYPE_CHECKING:
+    _BaseLoader = yaml.SafeLoader
+else:  # libyaml's parser when PyYAML was built with it: several times faster
+    _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+T = TypeVar("T")
+SESSION_FIELDS = (
+    "id", "title", "starts_at", "timezone", "duration", "speakers", "abstract", "papers",
+    "meeting_url", "recording_url", "status",
+)  # fmt: skip
+SPEAKER_FIELDS = ("name", "affiliation", "x", "bluesky", "mastodon", "url")
+PAPER_FIELDS = ("title", "url")
+STATUSES = ("scheduled", "cancelled")
+# A delivery in one of these states may have reached people: its session is cancelled, not deleted.
+MAYBE_SENT = ("sent", "sending", "uncertain", "claimed")
+# What an import compares, in the order changes are reported.
+COMPARED = (
+    "title", "starts_at", "timezone", "duration", "abstract", "meeting_url", "recording_url",
+    "status", "speakers", "papers",
+)  # fmt: skip
+_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,79}")
+_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+    r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)?"
+)
+_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})  # machine-dependent or placeholders
+_MISSING = object()
+
+_SESSIONS = cast(Table, SessionRow.__table__)
+_SPEAKERS = cast(Table, SpeakerRow.__table__)
+_PAPERS = cast(Table, PaperRow.__table__)
+_DELIVERIES = cast(Table, Delivery.__table__)
+
+
+class _Loader(_BaseLoader):
+    """A safe loader that also notes duplicate keys, which plain YAML silently lets the last win."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if (key.tag, key.value) in seen:
+                    line = key.start_mark.line + 1
+                    self.duplicates.append(f"line {line}: duplicate key ({_show(key.value)})")
+                seen.add((key.tag, key.value))
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> date:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError:  # e.g. 2025-02-30 10:00:00: keep the text, validation names the field
+            return cast(date, node.value)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+
+class _Problems:
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.lines: list[str] = []
+
+    def add(self, path: str, what: str, value: object = _MISSING) -> None:
+        shown = "" if value is _MISSING else f" ({_show(value)})"
+        self.lines.append(f"{self.filename}: {path}: {what}{shown}")
+
+
+def _show(value: object) -> str:
+    """A short, one-line rendering of a value for an error message."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple | set):
+        return "a list"
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    if value is None:
+        return "null"
+    text = value if isinstance(value, str) else repr(value)
+    text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    text = text if text.strip() else repr(text)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def parse_sessions(text: str, filename: str) -> list[SessionData]:
+    """Parse and validate a session file; DataError lists every problem found in it."""
+    problems = _Problems(filename)
+    loader = _Loader(text)
+    try:
+        doc = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise DataError([f"{filename}: line {line}: {exc.problem or exc.context}"]) from exc
+    except yaml.YAMLError as exc:
+        position = getattr(exc, "position", 0)
+        line = text.count("\n", 0, position) + 1
+        raise DataError([f"{filename}: line {line}: {exc}"]) from exc
+    except (RecursionError, ValueError, TypeError, OverflowError) as exc:
+        raise DataError([f"{filename}: line 1: cannot read the file ({_show(exc)})"]) from exc
+    finally:
+        loader.dispose()
+    problems.lines.extend(f"{filename}: {d}" for d in loader.duplicates)
+    sessions = _document(doc, problems)
+    if problems.lines:
+        raise DataError(problems.lines)
+    return sessions
+
+
+def _document(doc: object, p: _Problems) -> list[SessionData]:
+    if not isinstance(doc, dict):
+        p.add("sessions", "the file must be a mapping with a `sessions` list", doc)
+        return []
+    for key in doc:
+        if key != "sessions":
+            p.add(_show(key), "unknown field", doc[key])
+    raw = doc.get("sessions", _MISSING)
+    if raw is _MISSING:
+        p.add("sessions", "missing: the file must be a mapping with a `sessions` list")
+        return []
+    if not isinstance(raw, list):
+        p.add("sessions", "must be a list (write [] for none)", raw)
+        return []
+    sessions: list[SessionData] = []
+    first_index: dict[str, int] = {}
+    for index, item in enumerate(raw):
+        path = f"sessions[{index}]"
+        session = _session(item, path, p)
+        sid = item.get("id") if isinstance(item, dict) else None
+        if isinstance(sid, str) and _ID.fullmatch(sid):
+            if sid in first_index:
+                p.add(f"{path}.id", f"duplicate of sessions[{first_index[sid]}]", sid)
+            else:
+                first_index[sid] = index
+        if session is not None:
+            sessions.append(session)
+    return sessions
+
+
+def _session(raw: object, path: str, p: _Problems) -> SessionData | None:
+    if not isinstance(raw, dict):
+        p.add(path, "must be a mapping", raw)
+        return None
+    before = len(p.lines)
+    _unknown(raw, SESSION_FIELDS, path, p)
+    sid = raw.get("id")
+    if sid is None:
+        p.add(f"{path}.id", "missing")
+    elif not isinstance(sid, str) or not _ID.fullmatch(sid):
+        p.add(f"{path}.id", "must match [a-z0-9][a-z0-9-]{0,79}", sid)
+    title = _text(raw, "title", path, p, required=True)
+    starts_at, zone = _start(raw, path, p)
+    duration = _duration(raw.get("duration"), f"{path}.duration", p)
+    speakers = _items(raw, "speakers", path, p, _speaker)
+    abstract = _text(raw, "abstract", path, p)
+    papers = _items(raw, "papers", path, p, _paper)
+    meeting_url = _url(raw, "meeting_url", path, p)
+    recording_url = _url(raw, "recording_url", path, p)
+    status = raw.get("status")
+    if status is not None and status not in STATUSES:
+        p.add(f"{path}.status", "must be scheduled or cancelled", status)
+    if len(p.lines) > before or not isinstance(sid, str) or not title or starts_at is None:
+        return None
+    return SessionData(
+        id=sid,
+        title=title,
+        starts_at=starts_at,
+        duration=duration,
+        timezone=zone,
+        speakers=speakers,
+        abstract=abstract or "",
+        papers=papers,
+        meeting_url=meeting_url,
+        recording_url=recording_url,
+        status=status or "scheduled",
+    )
+
+
+def _unknown(raw: dict[Any, Any], known: tuple[str, ...], path: str, p: _Problems) -> None:
+    for key, value in raw.items():
+        if key not in known:
+            p.add(f"{path}.{_show(key)}", "unknown field", value)
+
+
+def _text(raw: dict[Any, Any], key: str, path: str, p: _Problems, *, required: bool = False) -> (
+    str | None
+):  # fmt: skip
+    value = raw.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required and value is None:
+            p.add(f"{path}.{key}", "missing")
+        elif required:
+            p.add(f"{path}.{key}", "must not be empty", value)
+        return None
+    if not isinstance(value, str):
+        p.add(f"{path}.{key}", "must be text (put it in quotes)", value)
+        return None
+    return value.strip()
+
+
+def _url(raw: dict[Any, Any], key: str, path: str, p: _Problems) -> str | None:
+    value = _text(raw, key, path, p)
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a bad port or a broken IPv6 literal
+        ok = False
+    if not ok or any(c.isspace() or not c.isprintable() for c in value):
+        p.add(f"{path}.{key}", "must be an http(s) URL with a host and no spaces", value)
+        return None
+    return value
+
+
+def _items(
+    raw: dict[Any, Any], key: str, path: str, p: _Problems, one: Callable[[Any, str, _Problems], T]
+) -> tuple[T, ...]:
+    value = raw.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        p.add(f"{path}.{key}", "must be a list", value)
+        return ()
+    return tuple(one(item, f"{path}.{key}[{i}]", p) for i, item in enumerate(value))
+
+
+def _speaker(raw: object, path: str, p: _Problems) -> Speaker:
+    if not isinstance(raw, dict):
+        p.add(path, "must be a mapping with a name", raw)
+        return Speaker("")
+    _unknown(raw, SPEAKER_FIELDS, path, p)
+    name = _text(raw, "name", path, p, required=True)
+    fields = {key: _text(raw, key, path, p) for key in SPEAKER_FIELDS[1:-1]}
+    return Speaker(name or "", url=_url(raw, "url", path, p), **fields)
+
+
+def _paper(raw: object, path: str, p: _Problems) -> Paper:
+    if not isinstance(raw, dict):
+        p.add(path, "must be a mapping with a title", raw)
+        return Paper("")
+    _unknown(raw, PAPER_FIELDS, path, p)
+    return Paper(_text(raw, "title", path, p, required=True) or "", _url(raw, "url", path, p))
+
+
+def _duration(value: object, path: str, p: _Problems) -> timedelta:
+    default = timedelta(minutes=60)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        p.add(path, "must be a duration like 60m or 1h30m", value)
+        return default
+    if value.strip().startswith("-"):
+        p.add(path, "must be positive", value)
+        return default
+    try:
+        duration = parse_duration(value)
+    except ValueError:
+        p.add(path, "must be a duration like 60m or 1h30m", value)
+        return default
+    if duration <= timedelta(0):
+        p.add(path, "must be more than 0", value)
+    elif duration % timedelta(minutes=1):
+        p.add(path, "must be whole minutes", value)
+    return duration
+
+
+def _start(raw: dict[Any, Any], path: str, p: _Problems) -> tuple[datetime | None, str | None]:
+    value, tzname = raw.get("starts_at"), raw.get("timezone")
+    zone = None if tzname is None else _zone(tzname, f"{path}.timezone", p)
+    when = _when(value, f"{path}.starts_at", p)
+    if when is None:
+        return None, None
+    if when.tzinfo is not None:
+        if tzname is not None:
+            p.add(f"{path}.timezone", "must be left out when starts_at has an offset or Z", tzname)
+            return None, None
+        return when.astimezone(UTC), None
+    if tzname is None:
+        p.add(f"{path}.starts_at", "a local time needs `timezone` (or an offset or Z)", value)
+    if zone is None:
+        return None, None
+    local = when.replace(tzinfo=zone)
+    if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != when:
+        p.add(f"{path}.starts_at", f"does not exist in {tzname}: skipped by a clock change", value)
+    elif local.utcoffset() != when.replace(tzinfo=zone, fold=1).utcoffset():
+        what = f"is ambiguous in {tzname}: it happens twice when clocks go back; give an offset"
+        p.add(f"{path}.starts_at", what, value)
+    else:
+        return local.astimezone(UTC), cast(str, tzname)
+    return None, None
+
+
+def _zone(name: object, path: str, p: _Problems) -> ZoneInfo | None:
+    if isinstance(name, str) and 0 < len(name) <= 64 and name not in _NOT_ZONES:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+    p.add(path, "unknown time zone (use an IANA name like America/New_York)", name)
+    return None
+
+
+def _when(value: object, path: str, p: _Problems) -> datetime | None:
+    if value is None:
+        p.add(path, "missing")
+        return None
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _TIME.fullmatch(value.strip()):
+        try:
+            return datetime.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    what = "needs a time of day" if isinstance(value, date) else "must be a time"
+    p.add(path, f"{what} like 2025-12-15 10:00 or 2025-12-15T15:00:00Z", value)
+    return None
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did (or, in a dry run, would do), by session id."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)  # deleted: missing from the file, never sent
+    cancelled_by_prune: list[str] = field(default_factory=list)  # missing, something was sent
+    kept: list[str] = field(default_factory=list)  # missing, announced, but started or cancelled
+    changes: dict[str, list[str]] = field(default_factory=dict)  # updated id -> changed fields
+    dry_run: bool = False
+
+
+def import_sessions(
+    engine: Engine,
+    sessions: list[SessionData],
+    *,
+    now: datetime,
+    prune: bool = False,
+    dry_run: bool = False,
+) -> ImportReport:
+    """Upsert `sessions` by id in one write transaction; `prune` removes the ones not given."""
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    if dry_run:
+        with engine.connect() as conn, conn.begin():
+            return _import(conn, sessions, now, prune=prune, dry_run=True)
+    with write_transaction(engine) as conn:
+        if not is_sqlite(conn):  # writers queue behind one another, as BEGIN IMMEDIATE does
+            conn.execute(text("LOCK TABLE sessions IN SHARE ROW EXCLUSIVE MODE"))
+        return _import(conn, sessions, now, prune=prune, dry_run=False)
+
+
+def _import(
+    conn: Connection, sessions: list[SessionData], now: datetime, *, prune: bool, dry_run: bool
+) -> ImportReport:
+    existing = _read(conn)
+    report = ImportReport(dry_run=dry_run)
+    new_rows: list[dict[str, Any]] = []
+    changed_rows: list[dict[str, Any]] = []
+    children: list[SessionData] = []  # sessions whose speakers and papers are (re)written
+    replaced: list[str] = []  # of those, the ones that had some before
+    for new in sessions:
+        old = existing.get(new.id)
+        if old is None:
+            report.added.append(new.id)
+            new_rows.append(_row(new, sequence=0, since=now, now=now) | {"created_at": now})
+            children.append(new)
+            continue
+        changed = [name for name in COMPARED if getattr(new, name) != getattr(old, name)]
+        if not changed:
+            report.unchanged.append(new.id)
+            continue
+        report.updated.append(new.id)
+        report.changes[new.id] = changed
+        moved = "starts_at" in changed
+        sequence, since = (old.sequence + 1, now) if moved else (old.sequence, old.occurrence_since)
+        changed_rows.append(_row(new, sequence=sequence, since=since, now=now))
+        if "speakers" in changed or "papers" in changed:
+            children.append(new)
+            replaced.append(new.id)
+    doomed: list[str] = []
+    cancelled: list[dict[str, Any]] = []
+    if prune:
+        given = {s.id for s in sessions}
+        sent = set(
+            conn.scalars(
+                select(_DELIVERIES.c.session_id).where(_DELIVERIES.c.status.in_(MAYBE_SENT))
+            )
+        )
+        for sid in sorted(existing.keys() - given):
+            old = existing[sid]
+            if sid not in sent:
+                report.pruned.append(sid)
+                doomed.append(sid)
+            elif old.starts_at <= now:
+                report.kept.append(sid)
+            elif old.status != "cancelled":
+                report.cancelled_by_prune.append(sid)
+                cancelled.append({"b_id": sid, "status": "cancelled", "updated_at": now})
+            else:
+                report.kept.append(sid)
+    if not dry_run:
+        _write(conn, new_rows, changed_rows, children, replaced, doomed, cancelled)
+    return report
+
+
+def _row(s: SessionData, *, sequence: int, since: datetime | None, now: datetime) -> (
+    dict[str, Any]
+):  # fmt: skip
+    return {
+        "id": s.id,
+        "title": s.title,
+        "starts_at": s.starts_at,
+        "timezone": s.timezone,
+        "duration_minutes": int(s.duration.total_seconds()) // 60,
+        "abstract": s.abstract,
+        "meeting_url": s.meeting_url,
+        "recording_url": s.recording_url,
+        "status": s.status,
+        "sequence": sequence,
+        "occurrence_since": since,
+        "updated_at": now,
+    }
+
+
+def _write(
+    conn: Connection,
+    new_rows: list[dict[str, Any]],
+    changed_rows: list[dict[str, Any]],
+    children: list[SessionData],
+    replaced: list[str],
+    doomed: list[str],
+    cancelled: list[dict[str, Any]],
+) -> None:
+    by_id = _SESSIONS.c.id == bindparam("b_id")
+    gone = [{"b_id": sid} for sid in doomed]
+    emptied = [{"b_id": sid} for sid in replaced] + gone
+    for table in (_SPEAKERS, _PAPERS):
+        if emptied:
+            conn.execute(delete(table).where(table.c.session_id == bindparam("b_id")), emptied)
+    if gone:
+        match = _DELIVERIES.c.session_id == bindparam("b_id")
+        conn.execute(delete(_DELIVERIES).where(match), gone)
+        conn.execute(delete(_SESSIONS).where(by_id), gone)
+    if new_rows:
+        conn.execute(insert(_SESSIONS), new_rows)
+    # Parameter keys that name columns become the SET clause; `b_id` only picks the row.
+    if changed_rows:
+        rows = [{"b_id": r["id"]} | {k: v for k, v in r.items() if k != "id"} for r in changed_rows]
+        conn.execute(update(_SESSIONS).where(by_id), rows)
+    if cancelled:
+        conn.execute(update(_SESSIONS).where(by_id), cancelled)
+    speakers = [
+        {"session_id": s.id, "position": i, **vars(sp)}
+        for s in children
+        for i, sp in enumerate(s.speakers)
+    ]
+    papers = [
+        {"session_id": s.id, "position": i, "title": pa.title, "url": pa.url}
+        for s in children
+        for i, pa in enumerate(s.papers)
+    ]
+    if speakers:
+        conn.execute(insert(_SPEAKERS), speakers)
+    if papers:
+        conn.execute(insert(_PAPERS), papers)
+
+
+def _read(conn: Connection) -> dict[str, SessionData]:
+    """Every stored session with its speakers and papers, in three queries."""
+    speakers: dict[str, list[Speaker]] = {}
+    sp = _SPEAKERS.c
+    query = select(sp.session_id, sp.name, sp.affiliation, sp.x, sp.bluesky, sp.mastodon, sp.url)
+    for sid, *values in conn.execute(query.order_by(sp.session_id, sp.position)):
+        speakers.setdefault(sid, []).append(Speaker(*values))
+    papers: dict[str, list[Paper]] = {}
+    pa = _PAPERS.c
+    for sid, title, url in conn.execute(
+        select(pa.session_id, pa.title, pa.url).order_by(pa.session_id, pa.position)
+    ):
+        papers.setdefault(sid, []).append(Paper(title, url))
+    s = _SESSIONS.c
+    query = select(
+        s.id, s.title, s.starts_at, s.duration_minutes, s.timezone, s.abstract, s.meeting_url,
+        s.recording_url, s.status, s.sequence, s.occurrence_since,
+    )  # fmt: skip
+    return {
+        row.id: SessionData(
+            id=row.id,
+            title=row.title,
+            starts_at=row.starts_at,
+            duration=timedelta(minutes=row.duration_minutes),
+            timezone=row.timezone,
+            speakers=tuple(speakers.get(row.id, ())),
+            abstract=row.abstract,
+            papers=tuple(papers.get(row.id, ())),
+            meeting_url=row.meeting_url,
+            recording_url=row.recording_url,
+            status=row.status,
+            sequence=row.sequence,
+            occurrence_since=row.occurrence_since,
+        )
+        for row in conn.execute(query)
+    }
+
+
+def load_all_sessions(
+    engine: Engine, *, include_past: bool = True, now: datetime | None = None
+) -> list[SessionData]:
+    """Stored sessions with speakers and papers, by start; without past ones needs `now`."""
+    if not include_past and now is None:
+        raise ValueError("now is needed to leave out past sessions")
+    with engine.connect() as conn, conn.begin():
+        sessions = list(_read(conn).values())
+    if now is not None and not include_past:
+        sessions = [s for s in sessions if s.ends_at > now]
+    return sorted(sessions, key=lambda s: (s.starts_at, s.id))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes multi-line text as literal blocks, so abstracts stay readable."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def export_sessions(sessions: list[SessionData]) -> str:
+    """The sessions as a YAML file in the import format (parse_sessions reads it back equal)."""
+    docs = [_export(s) for s in sessions]
+    return yaml.dump(
+        {"sessions": docs}, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100
+    )
+
+
+def _export(s: SessionData) -> dict[str, Any]:
+    doc: dict[str, Any] = {"id": s.id, "title": s.title}
+    doc.update(_export_start(s.starts_at, s.timezone))
+    doc["duration"] = format_duration(s.duration)
+    if s.speakers:
+        doc["speakers"] = [{k: v for k, v in vars(sp).items() if v} for sp in s.speakers]
+    if s.abstract:
+        doc["abstract"] = s.abstract
+    if s.papers:
+        doc["papers"] = [{k: v for k, v in vars(pa).items() if v} for pa in s.papers]
+    for key in ("meeting_url", "recording_url"):
+        if getattr(s, key):
+            doc[key] = getattr(s, key)
+    if s.status != "scheduled":
+        doc["status"] = s.status
+    return doc
+
+
+def _export_start(starts_at: datetime, timezone: str | None) -> dict[str, str]:
+    if timezone is not None:
+        local = starts_at.astimezone(ZoneInfo(timezone))
+        # A time set by other means may sit in a fold; only an offset says which one.
+        if local.utcoffset() == local.replace(fold=1 - local.fold).utcoffset():
+            naive = local.replace(tzinfo=None)
+            spec = "seconds" if naive.second or naive.microsecond else "minutes"
+            spec = "microseconds" if naive.microsecond else spec
+            return {"starts_at": naive.isoformat(sep=" ", timespec=spec), "timezone": timezone}
+        return {"starts_at": local.isoformat()}
+    return {"starts_at": starts_at.astimezone(UTC).isoformat().replace("+00:00", "Z")}

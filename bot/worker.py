@@ -1,0 +1,193 @@
+"""The long-lived worker: APScheduler 3 decides *when* to run a pass; dispatch decides what."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.config import Settings
+from bot.db import is_sqlite, write_transaction
+from bot.dispatch import Dispatcher, PassResult
+from bot.models import Heartbeat
+
+log = logging.getLogger("bot.worker")
+STOP_GRACE_SECONDS = 20
+MISFIRE_GRACE_SECONDS = 300
+EXIT_BAD_CONFIG = 2
+
+
+def real_clock() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
+def latest_heartbeat(engine: Engine) -> datetime | None:
+    """The newest heartbeat of any worker."""
+    with engine.connect() as conn:
+        value = conn.execute(select(func.max(Heartbeat.beat_at))).scalar()
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class Worker:
+    """Runs a catch-up pass, then a pass at every due time and every POLL_INTERVAL."""
+
+    def __init__(
+        self, engine: Engine, settings: Settings, clock: Callable[[], datetime] = real_clock
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.clock = clock
+        self.dispatcher = Dispatcher(engine, settings, clock)
+        self.stopping = threading.Event()
+        self.dispatcher.should_stop = self.stopping.is_set
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{clock():%Y%m%dT%H%M%S}"
+        self.started_at = clock()
+        self._pass_lock = threading.Lock()
+        self._scheduler: Any = None
+
+    # -------------------------------------------------------------- lifecycle
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; 0 on a clean stop, 2 when templates do not render."""
+        from bot.operator import template_problems
+
+        problems = template_problems(self.engine, self.settings, self.clock())
+        if problems:
+            for line in problems:
+                log.error("cannot start: %s", line, extra={"event": "worker_refused"})
+            return EXIT_BAD_CONFIG
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self._scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(1)},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": MISFIRE_GRACE_SECONDS,
+            },
+        )
+        self._install_signals()
+        log.info(
+            "worker %s started: channels %s, reminders %s",
+            self.worker_id,
+            ",".join(self.settings.channels),
+            ",".join(f"{r.name}={r.offset}" for r in self.settings.reminders),
+            extra={"event": "worker_started"},
+        )
+        self._scheduler.start()
+        self._scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=self.settings.poll_interval.total_seconds(),
+            id="poll",
+            next_run_time=datetime.now(UTC),  # the catch-up pass, at once
+        )
+        self.stopping.wait()
+        return self._shutdown()
+
+    def _install_signals(self) -> None:
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            if self.stopping.is_set():
+                log.warning("second signal: exiting at once", extra={"event": "worker_killed"})
+                os._exit(130)
+            log.info(
+                "signal %s: finishing sends in flight", signum, extra={"event": "worker_stopping"}
+            )
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    def _shutdown(self) -> int:
+        self._scheduler.shutdown(wait=False)
+        finished = self._pass_lock.acquire(timeout=STOP_GRACE_SECONDS)
+        if not finished:
+            log.error("a send did not finish within %ss", STOP_GRACE_SECONDS)
+        self.dispatcher.close()
+        try:
+            with write_transaction(self.engine) as conn:
+                conn.execute(delete(Heartbeat).where(Heartbeat.worker_id == self.worker_id))
+        except SQLAlchemyError:
+            pass
+        log.info("worker stopped", extra={"event": "worker_stopped"})
+        return 0
+
+    # -------------------------------------------------------------- passes
+
+    def tick(self) -> None:
+        """One pass, then re-arm the wake-up for the next due time. Never raises."""
+        if self.stopping.is_set():
+            return
+        with self._pass_lock:
+            try:
+                result = self.dispatcher.run_pass()
+            except SQLAlchemyError as exc:
+                log.error(
+                    "database unavailable, will retry: %s",
+                    str(exc).splitlines()[0],
+                    extra={"event": "database_error"},
+                )
+                return
+            except Exception:
+                log.exception("pass failed", extra={"event": "pass_failed"})
+                return
+            self._beat(result)
+            self._arm(result)
+
+    def _arm(self, result: PassResult) -> None:
+        if result.wake_at is None or self.stopping.is_set():
+            return
+        horizon = self.clock() + self.settings.poll_interval * 2
+        if result.wake_at > horizon:
+            return  # a later poll will arm it, after re-reading the database
+        self._scheduler.add_job(
+            self.tick, "date", run_date=result.wake_at, id="wake", replace_existing=True
+        )
+        log.debug("next wake at %s", result.wake_at.isoformat(), extra={"event": "wake_armed"})
+
+    def _beat(self, result: PassResult) -> None:
+        now = self.clock()
+        values = {
+            "worker_id": self.worker_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "beat_at": now,
+            "next_due_at": result.wake_at,
+            "stopping": self.stopping.is_set(),
+        }
+        try:
+            with write_transaction(self.engine) as conn:
+                if is_sqlite(conn):
+                    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+                    stmt: Any = sqlite_insert(Heartbeat).values(values)
+                else:
+                    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+                    stmt = pg_insert(Heartbeat).values(values)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["worker_id"],
+                    set_={"beat_at": now, "next_due_at": result.wake_at},
+                )
+                conn.execute(stmt)
+                conn.execute(delete(Heartbeat).where(Heartbeat.beat_at < now - timedelta(days=1)))
+        except SQLAlchemyError as exc:
+            log.error("heartbeat not written: %s", exc, extra={"event": "heartbeat_failed"})
