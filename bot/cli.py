@@ -222,7 +222,9 @@ def _show_message(message: Any) -> str:
 
 
 @command(cli, "send")
-@click.option("--dry-run", is_flag=True, help="Print what would be sent; write and contact nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print what would be sent; write and contact nothing."
+)
 @now_option
 @click.option("--channel", "channels", multiple=True, help="Only this channel (repeatable).")
 @click.option("--session", "session_id", help="Only this session.")
@@ -304,7 +306,7 @@ def plan_cmd(now_text: str | None, days: int) -> None:
         if now - HISTORY <= n.due_at <= now + timedelta(days=days)
     ]
     for n in notices:
-        record = {
+        record: dict[str, Any] = {
             "session": n.key.session_id,
             "notice": n.key.notice,
             "channel": n.key.channel,
@@ -319,8 +321,7 @@ def plan_cmd(now_text: str | None, days: int) -> None:
             record["id"] = n.row.id
         line = (
             f"{_zone_time(settings, n.due_at)}  ({_iso(n.due_at)})  {n.key.session_id}  "
-            f"{n.key.notice}  {n.key.channel}  {n.state}"
-            + (f"  ({n.reason})" if n.reason else "")
+            f"{n.key.notice}  {n.key.channel}  {n.state}" + (f"  ({n.reason})" if n.reason else "")
         )
         app.out(record, line)
     if not notices and not app.json:
@@ -365,7 +366,7 @@ def preview_cmd(
             continue
         if notice.offset is None:
             continue
-        message = dispatcher.render(notice, sessions[0], now)
+        message = dispatcher.render(notice, sessions[0], max(now, notice.due_at))
         click.echo(f"=== {notice.key.notice} · {notice.key.channel} (first={notice.first}) ===")
         click.echo(_show_message(message))
         if html_file and message.html is not None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from bot.models import Session
+if TYPE_CHECKING:
+    from bot.models import Session
 
 
 @dataclass(frozen=True)

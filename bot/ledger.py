@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, Table, and_, or_, select, update
 
 from bot.db import is_sqlite, write_transaction
-from bot.models import Delivery
 from bot.notifiers.base import DeliveryKey
 from bot.planner import OPEN_STATES, LedgerRow, Notice
+from bot.tables import deliveries
 
-TABLE: Table = Delivery.__table__  # type: ignore[assignment]
+TABLE: Table = deliveries
 COLUMNS = TABLE.c
 CLAIM_BATCH = 25
 

@@ -14,7 +14,16 @@ from bot.config import Secret, Settings
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 # Libraries that log request headers or signing material at DEBUG.
-_QUIET = ("alembic", "oauthlib", "requests_oauthlib", "urllib3", "tweepy", "requests", "mail.log", "asyncio")
+_QUIET = (
+    "alembic",
+    "oauthlib",
+    "requests_oauthlib",
+    "urllib3",
+    "tweepy",
+    "requests",
+    "mail.log",
+    "asyncio",
+)
 
 
 def secret_values(settings: Settings) -> list[str]:

@@ -1,70 +1,41 @@
-"""SQLAlchemy 2 typed models: sessions, speakers, papers, the delivery ledger, heartbeats."""
+"""SQLAlchemy 2 typed ORM models over the Core tables in bot.tables."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
-from sqlalchemy import (
-    Boolean,
-    DateTime,
-    Dialect,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Text,
-    TypeDecorator,
-    UniqueConstraint,
-)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, relationship
 
+from bot import tables
+from bot.tables import UTCDateTime
 
-class UTCDateTime(TypeDecorator[datetime]):
-    """Stores an aware datetime as naive UTC; gives it back aware, in UTC, on every engine."""
-
-    impl = DateTime(timezone=False)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime given to the database: {value!r}")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):  # raw SQLite text, e.g. from a hand-written query
-            value = datetime.fromisoformat(value)
-        assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC)
+__all__ = ["Base", "Delivery", "Heartbeat", "Paper", "Session", "Speaker", "UTCDateTime"]
 
 
 class Base(DeclarativeBase):
-    """Declarative base for every table."""
+    """Declarative base sharing the Core metadata (what Alembic compares against)."""
+
+    metadata = tables.metadata
 
 
 class Session(Base):
     """One reading-group session; `starts_at` is the single stored instant all times derive from."""
 
-    __tablename__ = "sessions"
+    __table__ = tables.sessions
 
-    id: Mapped[str] = mapped_column(String(80), primary_key=True)
-    title: Mapped[str] = mapped_column(Text)
-    starts_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    timezone: Mapped[str | None] = mapped_column(String(64))
-    duration_minutes: Mapped[int] = mapped_column(Integer, default=60)
-    abstract: Mapped[str] = mapped_column(Text, default="")
-    meeting_url: Mapped[str | None] = mapped_column(Text)
-    recording_url: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="scheduled")
-    sequence: Mapped[int] = mapped_column(Integer, default=0)
-    # When `starts_at` took its current value: a reminder due before that is history, not `missed`.
-    occurrence_since: Mapped[datetime] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    id: Mapped[str]
+    title: Mapped[str]
+    starts_at: Mapped[datetime]
+    timezone: Mapped[str | None]
+    duration_minutes: Mapped[int]
+    abstract: Mapped[str]
+    meeting_url: Mapped[str | None]
+    recording_url: Mapped[str | None]
+    status: Mapped[str]
+    sequence: Mapped[int]
+    occurrence_since: Mapped[datetime]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
     speakers: Mapped[list[Speaker]] = relationship(
         order_by="Speaker.position", cascade="all, delete-orphan", lazy="selectin"
@@ -77,78 +48,67 @@ class Session(Base):
 class Speaker(Base):
     """A presenter of a session, in the order given in the session file."""
 
-    __tablename__ = "speakers"
+    __table__ = tables.speakers
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    session_id: Mapped[str] = mapped_column(
-        ForeignKey("sessions.id", ondelete="CASCADE"), index=True
-    )
-    position: Mapped[int] = mapped_column(Integer)
-    name: Mapped[str] = mapped_column(Text)
-    affiliation: Mapped[str | None] = mapped_column(Text)
-    x: Mapped[str | None] = mapped_column(Text)
-    bluesky: Mapped[str | None] = mapped_column(Text)
-    mastodon: Mapped[str | None] = mapped_column(Text)
-    url: Mapped[str | None] = mapped_column(Text)
+    id: Mapped[int]
+    session_id: Mapped[str]
+    position: Mapped[int]
+    name: Mapped[str]
+    affiliation: Mapped[str | None]
+    x: Mapped[str | None]
+    bluesky: Mapped[str | None]
+    mastodon: Mapped[str | None]
+    url: Mapped[str | None]
 
 
 class Paper(Base):
     """A paper discussed in a session."""
 
-    __tablename__ = "papers"
+    __table__ = tables.papers
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    session_id: Mapped[str] = mapped_column(
-        ForeignKey("sessions.id", ondelete="CASCADE"), index=True
-    )
-    position: Mapped[int] = mapped_column(Integer)
-    title: Mapped[str] = mapped_column(Text)
-    url: Mapped[str | None] = mapped_column(Text)
+    id: Mapped[int]
+    session_id: Mapped[str]
+    position: Mapped[int]
+    title: Mapped[str]
+    url: Mapped[str | None]
 
 
 class Delivery(Base):
     """The ledger: one row per (session, notice, channel, occurrence) that was acted on."""
 
-    __tablename__ = "deliveries"
-    __table_args__ = (
-        UniqueConstraint("session_id", "notice", "channel", "occurrence", name="uq_delivery_key"),
-        Index("ix_deliveries_status_next", "status", "next_attempt_at"),
-        Index("ix_deliveries_status_lease", "status", "lease_expires_at"),
-    )
+    __table__ = tables.deliveries
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    session_id: Mapped[str] = mapped_column(String(80), index=True)
-    notice: Mapped[str] = mapped_column(String(40))
-    channel: Mapped[str] = mapped_column(String(40))
-    occurrence: Mapped[datetime] = mapped_column(UTCDateTime)
-    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    deadline: Mapped[datetime] = mapped_column(UTCDateTime)
-    # pending | claimed | sending | sent | retrying | failed | skipped | missed | uncertain
-    status: Mapped[str] = mapped_column(String(16))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    token: Mapped[str | None] = mapped_column(String(32))
-    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    first: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Set once the delivery was `uncertain`: a later "duplicate content" proves it went out.
-    was_uncertain: Mapped[bool] = mapped_column(Boolean, default=False)
-    external_id: Mapped[str | None] = mapped_column(Text)
-    reason: Mapped[str | None] = mapped_column(Text)
-    text: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    id: Mapped[int]
+    session_id: Mapped[str]
+    notice: Mapped[str]
+    channel: Mapped[str]
+    occurrence: Mapped[datetime]
+    due_at: Mapped[datetime]
+    deadline: Mapped[datetime]
+    status: Mapped[str]
+    attempts: Mapped[int]
+    next_attempt_at: Mapped[datetime | None]
+    token: Mapped[str | None]
+    lease_expires_at: Mapped[datetime | None]
+    first: Mapped[bool]
+    was_uncertain: Mapped[bool]
+    external_id: Mapped[str | None]
+    reason: Mapped[str | None]
+    text: Mapped[str | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
 
 
 class Heartbeat(Base):
     """A worker's proof of life, read by `bot health`."""
 
-    __tablename__ = "heartbeats"
+    __table__ = tables.heartbeats
 
-    worker_id: Mapped[str] = mapped_column(String(120), primary_key=True)
-    host: Mapped[str] = mapped_column(String(255))
-    pid: Mapped[int] = mapped_column(Integer)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    beat_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    stopping: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker_id: Mapped[str]
+    host: Mapped[str]
+    pid: Mapped[int]
+    started_at: Mapped[datetime]
+    beat_at: Mapped[datetime]
+    next_due_at: Mapped[datetime | None]
+    stopping: Mapped[bool]

@@ -87,7 +87,7 @@ def template_problems(engine: Engine, settings: Settings, now: datetime) -> list
             continue
         key = notice.key
         try:
-            dispatcher.render(notice, by_id[key.session_id], now)
+            dispatcher.render(notice, by_id[key.session_id], max(now, notice.due_at))
         except (TemplateProblem, PermanentError) as exc:
             problems.append(f"session {key.session_id}: {key.notice} on {key.channel}: {exc}")
     return problems

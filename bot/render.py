@@ -21,7 +21,6 @@ from bot.notifiers.base import Attachment, DeliveryKey, Message
 from bot.timefmt import ZoneTime, humanize_until, when_line, zone_time, zone_times
 
 BUILTIN_TEMPLATES = Path(bot.__file__).resolve().parent.parent / "templates"
-PARTS = ("subject", "txt", "html")
 CHANGE_NOTICES = ("rescheduled", "cancelled", "recording")
 ICS_CONTENT_TYPE = "text/calendar; method=PUBLISH"
 # CHANNEL/NOTICE.PART.j2; folders starting with "_" hold shared macros, not messages.
@@ -98,17 +97,20 @@ def _session_context(session: SessionData) -> dict[str, Any]:
     return values
 
 
-def _where(exc: BaseException) -> str:
+def _where(exc: BaseException, roots: Sequence[Path]) -> str:
     """ "name, line N" of the innermost template frame in the traceback, if any."""
     if isinstance(exc, jinja2.TemplateSyntaxError) and exc.lineno:
         return f"{exc.name or exc.filename or '<template>'}, line {exc.lineno}"
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(".j2")]
     if not frames:
         return ""
-    frame = frames[-1]
-    path = Path(frame.filename)
-    shown = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
-    return f"{shown}, line {frame.lineno}"
+    path = Path(frames[-1].filename).resolve()
+    shown = path.as_posix()
+    for root in roots:
+        if path.is_relative_to(root.resolve()):
+            shown = path.relative_to(root.resolve()).as_posix()
+            break
+    return f"{shown}, line {frames[-1].lineno}"
 
 
 class Renderer:
@@ -147,7 +149,7 @@ class Renderer:
         return zone_time(value, zone or self.zones[0])
 
     def fmt_time(self, value: datetime, zone: str | None = None) -> str:
-        """ "10 AM EST": the time of `value` in `zone` (default: reference) with its abbreviation."""
+        """ "10 AM EST": `value` in `zone` (default: the reference zone) with its abbreviation."""
         return self.in_zone(value, zone).label
 
     def fmt_date(self, value: datetime, zone: str | None = None, short: bool = False) -> str:
@@ -158,7 +160,7 @@ class Renderer:
     # Templates --------------------------------------------------------------------------------
 
     def template_names(self) -> list[str]:
-        """Every message template (CHANNEL/NOTICE.PART.j2) on the search path, overrides included."""
+        """Every message template (CHANNEL/NOTICE.PART.j2) on the search path, sorted."""
         names = {
             path.relative_to(root).as_posix()
             for root in self.search_path
@@ -193,7 +195,7 @@ class Renderer:
         what = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else str(exc)
         if not isinstance(exc, jinja2.TemplateError):
             what = f"{type(exc).__name__}: {what}"
-        where = _where(exc)
+        where = _where(exc, self.search_path)
         if not where:
             return f"{name}: {what}"
         if where.startswith(f"{name},"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -28,20 +28,13 @@ else:  # libyaml's parser when PyYAML was built with it: several times faster
     _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 T = TypeVar("T")
-SESSION_FIELDS = (
-    "id", "title", "starts_at", "timezone", "duration", "speakers", "abstract", "papers",
-    "meeting_url", "recording_url", "status",
-)  # fmt: skip
-SPEAKER_FIELDS = ("name", "affiliation", "x", "bluesky", "mastodon", "url")
-PAPER_FIELDS = ("title", "url")
 STATUSES = ("scheduled", "cancelled")
 # A delivery in one of these states may have reached people: its session is cancelled, not deleted.
 MAYBE_SENT = ("sent", "sending", "uncertain", "claimed")
 # What an import compares, in the order changes are reported.
-COMPARED = (
-    "title", "starts_at", "timezone", "duration", "abstract", "meeting_url", "recording_url",
-    "status", "speakers", "papers",
-)  # fmt: skip
+COMPARED = tuple(
+    f.name for f in fields(SessionData) if f.name not in ("id", "sequence", "occurrence_since")
+)
 _ID = re.compile(r"[a-z0-9][a-z0-9-]{0,79}")
 _TIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
@@ -124,7 +117,8 @@ def parse_sessions(text: str, filename: str) -> list[SessionData]:
     except yaml.YAMLError as exc:
         position = getattr(exc, "position", 0)
         line = text.count("\n", 0, position) + 1
-        raise DataError([f"{filename}: line {line}: {exc}"]) from exc
+        reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
+        raise DataError([f"{filename}: line {line}: {reason}"]) from exc
     except (RecursionError, ValueError, TypeError, OverflowError) as exc:
         raise DataError([f"{filename}: line 1: cannot read the file ({_show(exc)})"]) from exc
     finally:
@@ -153,140 +147,79 @@ def _document(doc: object, p: _Problems) -> list[SessionData]:
     sessions: list[SessionData] = []
     first_index: dict[str, int] = {}
     for index, item in enumerate(raw):
-        path = f"sessions[{index}]"
-        session = _session(item, path, p)
+        session = _session(item, f"sessions[{index}]", p)
         sid = item.get("id") if isinstance(item, dict) else None
         if isinstance(sid, str) and _ID.fullmatch(sid):
             if sid in first_index:
-                p.add(f"{path}.id", f"duplicate of sessions[{first_index[sid]}]", sid)
-            else:
-                first_index[sid] = index
+                p.add(f"sessions[{index}].id", f"duplicate of sessions[{first_index[sid]}]", sid)
+            first_index.setdefault(sid, index)
         if session is not None:
             sessions.append(session)
     return sessions
 
 
-def _session(raw: object, path: str, p: _Problems) -> SessionData | None:
-    if not isinstance(raw, dict):
-        p.add(path, "must be a mapping", raw)
-        return None
-    before = len(p.lines)
-    _unknown(raw, SESSION_FIELDS, path, p)
-    sid = raw.get("id")
-    if sid is None:
-        p.add(f"{path}.id", "missing")
-    elif not isinstance(sid, str) or not _ID.fullmatch(sid):
-        p.add(f"{path}.id", "must match [a-z0-9][a-z0-9-]{0,79}", sid)
-    title = _text(raw, "title", path, p, required=True)
-    starts_at, zone = _start(raw, path, p)
-    duration = _duration(raw.get("duration"), f"{path}.duration", p)
-    speakers = _items(raw, "speakers", path, p, _speaker)
-    abstract = _text(raw, "abstract", path, p)
-    papers = _items(raw, "papers", path, p, _paper)
-    meeting_url = _url(raw, "meeting_url", path, p)
-    recording_url = _url(raw, "recording_url", path, p)
-    status = raw.get("status")
-    if status is not None and status not in STATUSES:
-        p.add(f"{path}.status", "must be scheduled or cancelled", status)
-    if len(p.lines) > before or not isinstance(sid, str) or not title or starts_at is None:
-        return None
-    return SessionData(
-        id=sid,
-        title=title,
-        starts_at=starts_at,
-        duration=duration,
-        timezone=zone,
-        speakers=speakers,
-        abstract=abstract or "",
-        papers=papers,
-        meeting_url=meeting_url,
-        recording_url=recording_url,
-        status=status or "scheduled",
-    )
+Check = Callable[[Any, str, _Problems], Any]  # (value, path, problems) -> the clean value
 
 
-def _unknown(raw: dict[Any, Any], known: tuple[str, ...], path: str, p: _Problems) -> None:
-    for key, value in raw.items():
-        if key not in known:
-            p.add(f"{path}.{_show(key)}", "unknown field", value)
+def _text(value: object, path: str, p: _Problems, required: bool = False) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if value is not None and not isinstance(value, str):
+        p.add(path, "must be text (put it in quotes)", value)
+    elif required and value is None:
+        p.add(path, "missing")
+    elif required:
+        p.add(path, "must not be empty", value)
+    return None
 
 
-def _text(raw: dict[Any, Any], key: str, path: str, p: _Problems, *, required: bool = False) -> (
-    str | None
-):  # fmt: skip
-    value = raw.get(key)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required and value is None:
-            p.add(f"{path}.{key}", "missing")
-        elif required:
-            p.add(f"{path}.{key}", "must not be empty", value)
-        return None
-    if not isinstance(value, str):
-        p.add(f"{path}.{key}", "must be text (put it in quotes)", value)
-        return None
-    return value.strip()
+def _required(value: object, path: str, p: _Problems) -> str | None:
+    return _text(value, path, p, required=True)
 
 
-def _url(raw: dict[Any, Any], key: str, path: str, p: _Problems) -> str | None:
-    value = _text(raw, key, path, p)
-    if value is None:
+def _url(value: object, path: str, p: _Problems) -> str | None:
+    text = _text(value, path, p)
+    if text is None:
         return None
     try:
-        parts = urlsplit(value)
+        parts = urlsplit(text)
         ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
     except ValueError:  # a bad port or a broken IPv6 literal
         ok = False
-    if not ok or any(c.isspace() or not c.isprintable() for c in value):
-        p.add(f"{path}.{key}", "must be an http(s) URL with a host and no spaces", value)
+    if not ok or any(c.isspace() or not c.isprintable() for c in text):
+        p.add(path, "must be an http(s) URL with a host and no spaces", value)
         return None
-    return value
+    return text
 
 
-def _items(
-    raw: dict[Any, Any], key: str, path: str, p: _Problems, one: Callable[[Any, str, _Problems], T]
-) -> tuple[T, ...]:
-    value = raw.get(key)
+def _id(value: object, path: str, p: _Problems) -> str | None:
     if value is None:
-        return ()
-    if not isinstance(value, list):
-        p.add(f"{path}.{key}", "must be a list", value)
-        return ()
-    return tuple(one(item, f"{path}.{key}[{i}]", p) for i, item in enumerate(value))
+        p.add(path, "missing")
+    elif not isinstance(value, str) or not _ID.fullmatch(value):
+        p.add(path, "must match [a-z0-9][a-z0-9-]{0,79}", value)
+    else:
+        return value
+    return None
 
 
-def _speaker(raw: object, path: str, p: _Problems) -> Speaker:
-    if not isinstance(raw, dict):
-        p.add(path, "must be a mapping with a name", raw)
-        return Speaker("")
-    _unknown(raw, SPEAKER_FIELDS, path, p)
-    name = _text(raw, "name", path, p, required=True)
-    fields = {key: _text(raw, key, path, p) for key in SPEAKER_FIELDS[1:-1]}
-    return Speaker(name or "", url=_url(raw, "url", path, p), **fields)
-
-
-def _paper(raw: object, path: str, p: _Problems) -> Paper:
-    if not isinstance(raw, dict):
-        p.add(path, "must be a mapping with a title", raw)
-        return Paper("")
-    _unknown(raw, PAPER_FIELDS, path, p)
-    return Paper(_text(raw, "title", path, p, required=True) or "", _url(raw, "url", path, p))
+def _status(value: object, path: str, p: _Problems) -> str:
+    if value is not None and value not in STATUSES:
+        p.add(path, "must be scheduled or cancelled", value)
+    return value if isinstance(value, str) else "scheduled"
 
 
 def _duration(value: object, path: str, p: _Problems) -> timedelta:
-    default = timedelta(minutes=60)
+    duration = timedelta(minutes=60)
     if value is None:
-        return default
-    if not isinstance(value, str):
-        p.add(path, "must be a duration like 60m or 1h30m", value)
-        return default
-    if value.strip().startswith("-"):
+        return duration
+    if isinstance(value, str) and value.strip().startswith("-"):
         p.add(path, "must be positive", value)
-        return default
+        return duration
     try:
-        duration = parse_duration(value)
+        duration = parse_duration(value) if isinstance(value, str) else parse_duration("")
     except ValueError:
         p.add(path, "must be a duration like 60m or 1h30m", value)
-        return default
+        return duration
     if duration <= timedelta(0):
         p.add(path, "must be more than 0", value)
     elif duration % timedelta(minutes=1):
@@ -294,19 +227,82 @@ def _duration(value: object, path: str, p: _Problems) -> timedelta:
     return duration
 
 
+def _list(one: Check) -> Check:
+    def check(value: object, path: str, p: _Problems) -> tuple[Any, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            p.add(path, "must be a list", value)
+            return ()
+        return tuple(one(item, f"{path}[{i}]", p) for i, item in enumerate(value))
+
+    return check
+
+
+def _fields(raw: object, path: str, p: _Problems, checks: dict[str, Check], *more: str) -> (
+    dict[str, Any] | None
+):  # fmt: skip
+    """Each checked field's clean value; reports a non-mapping and every unknown field."""
+    if not isinstance(raw, dict):
+        p.add(path, f"must be a mapping with `{next(iter(checks))}`", raw)
+        return None
+    for key, value in raw.items():
+        if key not in checks and key not in more:
+            p.add(f"{path}.{_show(key)}", "unknown field", value)
+    return {key: check(raw.get(key), f"{path}.{key}", p) for key, check in checks.items()}
+
+
+def _record(cls: Callable[..., Any], checks: dict[str, Check]) -> Check:
+    def check(raw: object, path: str, p: _Problems) -> Any:
+        values = _fields(raw, path, p, checks)
+        return None if values is None else cls(**values)
+
+    return check
+
+
+SPEAKER_CHECKS: dict[str, Check] = {
+    "name": _required,
+    **dict.fromkeys(("affiliation", "x", "bluesky", "mastodon"), _text),
+    "url": _url,
+}
+SESSION_CHECKS: dict[str, Check] = {
+    "id": _id,
+    "title": _required,
+    "duration": _duration,
+    "speakers": _list(_record(Speaker, SPEAKER_CHECKS)),
+    "abstract": _text,
+    "papers": _list(_record(Paper, {"title": _required, "url": _url})),
+    "meeting_url": _url,
+    "recording_url": _url,
+    "status": _status,
+}
+
+
+def _session(raw: object, path: str, p: _Problems) -> SessionData | None:
+    before = len(p.lines)
+    values = _fields(raw, path, p, SESSION_CHECKS, "starts_at", "timezone")
+    if values is None:
+        return None
+    starts_at, zone = _start(cast(dict[Any, Any], raw), path, p)
+    if len(p.lines) > before or starts_at is None:
+        return None
+    values["abstract"] = values["abstract"] or ""
+    return SessionData(starts_at=starts_at, timezone=zone, **values)
+
+
 def _start(raw: dict[Any, Any], path: str, p: _Problems) -> tuple[datetime | None, str | None]:
     value, tzname = raw.get("starts_at"), raw.get("timezone")
-    zone = None if tzname is None else _zone(tzname, f"{path}.timezone", p)
     when = _when(value, f"{path}.starts_at", p)
+    if when is not None and when.tzinfo is not None and tzname is not None:
+        p.add(f"{path}.timezone", "must be left out when starts_at has an offset or Z", tzname)
+        return None, None
+    zone = None if tzname is None else _zone(tzname, f"{path}.timezone", p)
     if when is None:
         return None, None
     if when.tzinfo is not None:
-        if tzname is not None:
-            p.add(f"{path}.timezone", "must be left out when starts_at has an offset or Z", tzname)
-            return None, None
         return when.astimezone(UTC), None
     if tzname is None:
-        p.add(f"{path}.starts_at", "a local time needs `timezone` (or an offset or Z)", value)
+        p.add(f"{path}.starts_at", "a local time needs `timezone`, or give an offset or Z", value)
     if zone is None:
         return None, None
     local = when.replace(tzinfo=zone)
@@ -326,7 +322,7 @@ def _zone(name: object, path: str, p: _Problems) -> ZoneInfo | None:
             return ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError, OSError):
             pass
-    p.add(path, "unknown time zone (use an IANA name like America/New_York)", name)
+    p.add(path, "unknown time zone, expected an IANA name like America/New_York", name)
     return None
 
 
@@ -552,7 +548,9 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
+    # YAML folds \r, NEL and friends into plain line breaks unless they are escaped.
+    style = '"' if any(c in value for c in "\r\x85\u2028\u2029") else None
+    style = "|" if style is None and "\n" in value else style
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

@@ -85,7 +85,7 @@ def zone_times(instant: datetime, zones: Sequence[str]) -> list[ZoneTime]:
 
 
 def when_line(times: Sequence[ZoneTime]) -> str:
-    """One line such as "Mon Dec 14 · 10 AM EST / 4 PM CET", naming another date where it differs."""
+    """A line like "Mon Dec 14 · 10 AM EST / 4 PM CET", naming a date that differs."""
     if not times:
         return ""
     reference = times[0]

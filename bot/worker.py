@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.config import Settings
 from bot.db import is_sqlite, write_transaction
 from bot.dispatch import Dispatcher, PassResult
-from bot.models import Heartbeat
+from bot.tables import heartbeats as Heartbeat
 
 log = logging.getLogger("bot.worker")
 STOP_GRACE_SECONDS = 20
@@ -34,7 +34,7 @@ def real_clock() -> datetime:
 def latest_heartbeat(engine: Engine) -> datetime | None:
     """The newest heartbeat of any worker."""
     with engine.connect() as conn:
-        value = conn.execute(select(func.max(Heartbeat.beat_at))).scalar()
+        value = conn.execute(select(func.max(Heartbeat.c.beat_at))).scalar()
     if value is None:
         return None
     if isinstance(value, str):
@@ -123,7 +123,7 @@ class Worker:
         self.dispatcher.close()
         try:
             with write_transaction(self.engine) as conn:
-                conn.execute(delete(Heartbeat).where(Heartbeat.worker_id == self.worker_id))
+                conn.execute(delete(Heartbeat).where(Heartbeat.c.worker_id == self.worker_id))
         except SQLAlchemyError:
             pass
         log.info("worker stopped", extra={"event": "worker_stopped"})
@@ -188,6 +188,6 @@ class Worker:
                     set_={"beat_at": now, "next_due_at": result.wake_at},
                 )
                 conn.execute(stmt)
-                conn.execute(delete(Heartbeat).where(Heartbeat.beat_at < now - timedelta(days=1)))
+                conn.execute(delete(Heartbeat).where(Heartbeat.c.beat_at < now - timedelta(days=1)))
         except SQLAlchemyError as exc:
             log.error("heartbeat not written: %s", exc, extra={"event": "heartbeat_failed"})

@@ -138,15 +138,7 @@ def parse_email_config(env: Mapping[str, str]) -> EmailConfig:
     if problems:
         raise ConfigError(problems)
     return EmailConfig(
-        host=host,
-        email_from=email_from,
-        email_to=email_to,
-        port=port,
-        security=security,
-        username=username,
-        password=password,
-        timeout=timeout,
-        email_reply_to=reply_to,
+        host, email_from, email_to, port, security, username, password, timeout, reply_to
     )
 
 
@@ -211,7 +203,7 @@ def _dot_stuffed(data: bytes) -> bytes:
 def _quit(smtp: smtplib.SMTP) -> None:
     try:
         smtp.quit()
-    except (OSError, smtplib.SMTPException):
+    except OSError:  # smtplib's errors included
         smtp.close()
 
 
@@ -263,18 +255,13 @@ class EmailNotifier(Notifier):
         if cfg.security == "ssl":
             context = ssl.create_default_context()
             smtp = smtplib.SMTP_SSL(
-                cfg.host, cfg.port, cfg.domain, timeout=cfg.timeout, context=context
+                cfg.host, cfg.port, local_hostname=cfg.domain, timeout=cfg.timeout, context=context
             )
         else:
-            smtp = smtplib.SMTP(cfg.host, cfg.port, cfg.domain, timeout=cfg.timeout)
+            smtp = smtplib.SMTP(cfg.host, cfg.port, local_hostname=cfg.domain, timeout=cfg.timeout)
         try:
             smtp.ehlo_or_helo_if_needed()
-            if cfg.security == "starttls":
-                if not smtp.has_extn("starttls"):
-                    raise PermanentError(
-                        f"{cfg.host}:{cfg.port} does not offer STARTTLS; nothing was sent "
-                        "(set SMTP_SECURITY=ssl or none if that is intended)"
-                    )
+            if cfg.security == "starttls":  # raises when not offered: never falls back to plain
                 smtp.starttls(context=ssl.create_default_context())
                 smtp.ehlo_or_helo_if_needed()
             if cfg.username and cfg.password is not None:

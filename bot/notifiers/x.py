@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import ssl
 from collections.abc import Callable, Iterator, Mapping
@@ -29,6 +30,8 @@ TWITTER_API = "https://api.twitter.com"  # what tweepy hard-codes
 DEFAULT_TIMEOUT = 30.0
 _CREDENTIALS = ("X_API_KEY", "X_API_KEY_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
 _DUPLICATE_MARKERS = ("duplicate content", "status is a duplicate")
+# These log the consumer key, the access token and the Authorization header at DEBUG.
+_SIGNING_LOGGERS = ("oauthlib.oauth1.rfc5849", "requests_oauthlib.oauth1_auth", "tweepy.client")
 
 
 @dataclass(frozen=True)
@@ -156,24 +159,48 @@ def _http_error(exc: Any, now: datetime | None) -> NotifierError:
     messages = [str(m) for m in getattr(exc, "api_messages", [])]
     detail = "; ".join(messages)[:300]
     text = f"X answered {status} {response.reason}" + (f": {detail}" if detail else "")
-    if status == 429:
-        return TransientError(text, retry_at=_retry_after(response.headers, now))
-    if status >= 500:
+    if status == 429 or status >= 500:
         return TransientError(text, retry_at=_retry_after(response.headers, now))
     if status == 403 and any(m in detail.lower() for m in _DUPLICATE_MARKERS):
         return DuplicateContentError()
     return PermanentError(text)
 
 
-def _scrubbed(error: NotifierError, secrets: tuple[Secret, ...]) -> NotifierError:
-    """The same error with any credential (echoed by a server, say) blanked out of its text."""
-    text = str(error)
+def _redact(text: str, secrets: tuple[Secret, ...]) -> str:
     for secret in secrets:
         if secret.get():
             text = text.replace(secret.get(), "***")
+    return text
+
+
+def _scrubbed(error: NotifierError, secrets: tuple[Secret, ...]) -> NotifierError:
+    """The same error with any credential (echoed by a server, say) blanked out of its text."""
+    text = _redact(str(error), secrets)
     if text != str(error):
         error.args = (text,)
     return error
+
+
+class _Redactor(logging.Filter):
+    """Blanks the credentials out of the records of the libraries that sign requests."""
+
+    def __init__(self, secrets: tuple[Secret, ...]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        cleaned = _redact(text, self.secrets)
+        if cleaned != text:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+def _guard_logs(secrets: tuple[Secret, ...]) -> None:
+    for name in _SIGNING_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Redactor) and f.secrets == secrets for f in logger.filters):
+            logger.addFilter(_Redactor(secrets))
 
 
 class XNotifier(Notifier):
@@ -229,7 +256,9 @@ class XNotifier(Notifier):
         too_long = self.over_limit(message.text)
         if too_long:
             raise PermanentError(too_long)
-        reply = self._call(lambda client: client.create_tweet(text=message.text, user_auth=True), now)
+        reply = self._call(
+            lambda client: client.create_tweet(text=message.text, user_auth=True), now
+        )
         data = reply.get("data") if isinstance(reply, dict) else None
         post_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(post_id, str | int) or isinstance(post_id, bool):
@@ -251,6 +280,7 @@ class XNotifier(Notifier):
             import tweepy
 
             config = self.config
+            _guard_logs(config.secrets())
             client = tweepy.Client(
                 consumer_key=config.api_key.get(),
                 consumer_secret=config.api_key_secret.get(),

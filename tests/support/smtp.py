@@ -31,7 +31,7 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -82,15 +82,19 @@ def make_tls_files(folder: Path) -> TlsFiles:
         "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
         "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n"
     )
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-noenc"]
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     steps = [
-        ["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2"]
-        + ["-subj", "/CN=reading-group-bot test CA"]
-        + ["-addext", "basicConstraints=critical,CA:TRUE"]
-        + ["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        [
+            *("req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2"),
+            *("-subj", "/CN=reading-group-bot test CA"),
+            *("-addext", "basicConstraints=critical,CA:TRUE"),
+            *("-addext", "keyUsage=critical,keyCertSign,cRLSign"),
+        ],
         ["req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=localhost"],
-        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial"]
-        + ["-out", cert, "-days", "2", "-extfile", ext],
+        [
+            *("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial"),
+            *("-out", cert, "-days", "2", "-extfile", ext),
+        ],
     ]
     for step in steps:
         subprocess.run(["openssl", *map(str, step)], check=True, capture_output=True)
@@ -169,7 +173,7 @@ class _Smtp(SMTP):
         await super()._handle_client()
 
 
-class _Controller(Controller):  # type: ignore[misc]
+class _Controller(Controller):
     def __init__(self, standin: SmtpStandIn, **kwargs: Any) -> None:
         super().__init__(_Handler(standin), **kwargs)
         self.standin = standin
@@ -202,6 +206,7 @@ class SmtpStandIn:
         self._lock = threading.Lock()
         self._mode = "ok"
         self._controller: _Controller | None = None
+        self._started = False
 
     @property
     def ca_file(self) -> Path:
@@ -273,8 +278,6 @@ class SmtpStandIn:
     ) -> None:
         self.stop()
 
-    _started = False
-
     def _listen(self) -> None:
         tls = self.tls
         kwargs: dict[str, Any] = {
@@ -291,7 +294,8 @@ class SmtpStandIn:
             kwargs |= {
                 "authenticator": self._authenticate,
                 "auth_required": True,
-                "auth_require_tls": self.security != "none",
+                # aiosmtpd only sees STARTTLS; implicit TLS is secure already.
+                "auth_require_tls": self.security == "starttls",
             }
         self._controller = _Controller(self, **kwargs)
         self._controller.start()
@@ -315,11 +319,10 @@ class SmtpStandIn:
 
     def _record(self, envelope: Envelope, session: Session) -> None:
         raw = bytes(envelope.original_content or b"")
-        parsed = cast(EmailMessage, message_from_bytes(raw, policy=default_policy))
-        login = session.login_data.decode() if isinstance(session.login_data, bytes) else None
-        received = Received(
-            str(envelope.mail_from), tuple(envelope.rcpt_tos), raw, parsed, login
-        )
+        parsed = message_from_bytes(raw, policy=default_policy)
+        auth = session.auth_data
+        login = auth.login.decode() if isinstance(auth, LoginPassword) else None
+        received = Received(str(envelope.mail_from), tuple(envelope.rcpt_tos), raw, parsed, login)
         with self._lock:
             self._messages.append(received)
 
@@ -328,14 +331,14 @@ class SmtpStandIn:
             self._accepted += 1
 
 
-@pytest.fixture
+@pytest.fixture(name="smtp_server")
 def smtp_server() -> Iterator[SmtpStandIn]:
     """A started plain-SMTP stand-in (security `none`, no AUTH)."""
     with SmtpStandIn() as server:
         yield server
 
 
-@pytest.fixture
+@pytest.fixture(name="smtp_tls_server")
 def smtp_tls_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpStandIn]:
     """A started STARTTLS stand-in whose CA this test process trusts (SSL_CERT_FILE)."""
     if not openssl_available():

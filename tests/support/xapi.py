@@ -260,6 +260,8 @@ def _handler_for(standin: XStandIn) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:  # the client asked for it; say so, as real servers do
+                self.send_header("Connection", "close")
             if fault.mode == "status_429" and fault.reset_epoch is not None:
                 self.send_header("x-rate-limit-limit", "100")
                 self.send_header("x-rate-limit-remaining", "0")

@@ -1,0 +1,142 @@
+"""The schema as SQLAlchemy Core tables: the hot path (a cron pass) needs no ORM import."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores an aware datetime as naive UTC; gives it back aware, in UTC, on every engine."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime given to the database: {value!r}")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQLite text, e.g. from a hand-written query
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False, index=True),
+    Column("timezone", String(64)),
+    Column("duration_minutes", Integer, nullable=False, default=60),
+    Column("abstract", Text, nullable=False, default=""),
+    Column("meeting_url", Text),
+    Column("recording_url", Text),
+    Column("status", String(16), nullable=False, default="scheduled"),
+    Column("sequence", Integer, nullable=False, default=0),
+    # When `starts_at` took its current value: a reminder due before that is history, not missed.
+    Column("occurrence_since", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+speakers = Table(
+    "speakers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "session_id",
+        ForeignKey("sessions.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("position", Integer, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("affiliation", Text),
+    Column("x", Text),
+    Column("bluesky", Text),
+    Column("mastodon", Text),
+    Column("url", Text),
+)
+
+papers = Table(
+    "papers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "session_id",
+        ForeignKey("sessions.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("position", Integer, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("url", Text),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(80), nullable=False, index=True),
+    Column("notice", String(40), nullable=False),
+    Column("channel", String(40), nullable=False),
+    Column("occurrence", UTCDateTime, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("deadline", UTCDateTime, nullable=False),
+    # pending | claimed | sending | sent | retrying | failed | skipped | missed | uncertain
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime),
+    Column("token", String(32)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("first", Boolean, nullable=False, default=False),
+    # Set once the delivery was `uncertain`: a later "duplicate content" proves it went out.
+    Column("was_uncertain", Boolean, nullable=False, default=False),
+    Column("external_id", Text),
+    Column("reason", Text),
+    Column("text", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    UniqueConstraint("session_id", "notice", "channel", "occurrence", name="uq_delivery_key"),
+    Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+    Index("ix_deliveries_status_lease", "status", "lease_expires_at"),
+)
+
+heartbeats = Table(
+    "heartbeats",
+    metadata,
+    Column("worker_id", String(120), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("beat_at", UTCDateTime, nullable=False, index=True),
+    Column("next_due_at", UTCDateTime),
+    Column("stopping", Boolean, nullable=False, default=False),
+)

@@ -1,0 +1,84 @@
+"""Run the real command line, `python -m bot ARGS`, as a subprocess with a chosen environment.
+
+    bot = BotCli(tmp_path, {"DATABASE_URL": url, "CHANNELS": "email"})
+    code, out, err = bot("send", "--now", "2026-12-07T15:00:00Z", "--json")
+    records = json_lines(out)
+
+The child starts from a minimal environment (PATH and HOME, plus what the test gives), and runs in
+a folder of its own, so neither the developer's variables nor a stray `.env` file can leak in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+TIMEOUT = 60.0
+Result = tuple[int, str, str]
+
+
+def base_env() -> dict[str, str]:
+    """PATH and HOME of this process: the least a child needs to run."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
+    # Measure coverage of the child too, when the test run does.
+    if "COVERAGE_PROCESS_START" in os.environ:
+        env["COVERAGE_PROCESS_START"] = os.environ["COVERAGE_PROCESS_START"]
+    return env
+
+
+def run_bot(
+    args: list[str] | tuple[str, ...],
+    env: Mapping[str, str],
+    cwd: Path | str,
+    *,
+    timeout: float = TIMEOUT,
+) -> Result:
+    """`python -m bot *args` with base_env() plus `env`, in `cwd`: (exit code, stdout, stderr)."""
+    full = base_env() | dict(env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot", *map(str, args)],
+        env=full,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        timeout=timeout,
+        check=False,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+class BotCli:
+    """A bound runner: one working folder and one base environment, overridable per call."""
+
+    def __init__(self, cwd: Path, env: Mapping[str, str] | None = None) -> None:
+        self.cwd = Path(cwd)
+        self.cwd.mkdir(parents=True, exist_ok=True)
+        self.env: dict[str, str] = dict(env or {})
+
+    def __call__(self, *args: str, env: Mapping[str, str] | None = None, **kw: Any) -> Result:
+        """Run with the base environment updated by `env` (a None value removes a variable)."""
+        merged = dict(self.env)
+        for key, value in (env or {}).items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        return run_bot(list(args), merged, self.cwd, **kw)
+
+
+def json_lines(stdout: str) -> list[dict[str, Any]]:
+    """Every line of `stdout` parsed as one JSON object (fails on any other line)."""
+    records = []
+    for line in stdout.splitlines():
+        if line.strip():
+            value = json.loads(line)
+            assert isinstance(value, dict), line
+            records.append(value)
+    return records
