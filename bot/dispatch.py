@@ -74,6 +74,7 @@ class PassResult:
 
     outcomes: list[Outcome] = field(default_factory=list)
     wake_at: datetime | None = None
+    upcoming: list[Notice] = field(default_factory=list)  # planned, not yet due
 
     @property
     def exit_code(self) -> int:
@@ -143,6 +144,7 @@ class Dispatcher:
         sessions, rows = load_window(self.engine, start_from, start_to, session_id=session_id)
         notices = plan(sessions, rows, self.settings, now, channels=channels)
         result.wake_at = next_wake(notices, now)
+        result.upcoming = [n for n in notices if n.action == "wait"]
         decided = [n for n in notices if n.action in ("skip", "miss")]
         if not dry_run:
             decided = ledger.settle(self.engine, decided, now)

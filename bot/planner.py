@@ -21,6 +21,7 @@ from bot.notifiers.base import DeliveryKey
 
 ZERO_OFFSET_GRACE = timedelta(minutes=10)
 HISTORY = timedelta(days=7)  # how far back a pass still reports `missed`, and `plan` shows
+LOOKAHEAD = timedelta(days=1)  # sessions read beyond the longest offset, to know the next wake
 
 # Ledger states. `pending` and `retrying` rows still want sending; `claimed` and `sending` are in
 # flight under a lease; the rest are final until an operator acts.
@@ -81,7 +82,7 @@ def deadline_for(starts_at: datetime, offset: timedelta) -> datetime:
 def session_window(settings: Settings, now: datetime) -> tuple[datetime, datetime]:
     """The range of start times whose reminders can be due, or recently missed, at `now`."""
     longest = max((r.offset for r in settings.reminders), default=timedelta(0))
-    return now - HISTORY, now + longest
+    return now - HISTORY, now + longest + LOOKAHEAD
 
 
 def _index(rows: Iterable[LedgerRow]) -> dict[DeliveryKey, LedgerRow]:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.config import Settings
+from bot.config import Settings, format_duration
 from bot.db import is_sqlite, write_transaction
 from bot.dispatch import Dispatcher, PassResult
 from bot.tables import heartbeats as Heartbeat
@@ -59,6 +59,7 @@ class Worker:
         self.started_at = clock()
         self._pass_lock = threading.Lock()
         self._scheduler: Any = None
+        self._announced = False
 
     # -------------------------------------------------------------- lifecycle
 
@@ -88,7 +89,7 @@ class Worker:
             "worker %s started: channels %s, reminders %s",
             self.worker_id,
             ",".join(self.settings.channels),
-            ",".join(f"{r.name}={r.offset}" for r in self.settings.reminders),
+            ",".join(f"{r.name}={format_duration(r.offset)}" for r in self.settings.reminders),
             extra={"event": "worker_started"},
         )
         self._scheduler.start()
@@ -148,15 +149,36 @@ class Worker:
             except Exception:
                 log.exception("pass failed", extra={"event": "pass_failed"})
                 return
+            if not self._announced:
+                self._announce(result)
             self._beat(result)
             self._arm(result)
+
+    def _announce(self, result: PassResult) -> None:
+        """After the catch-up pass, say what the worker knows and what it will send next."""
+        self._announced = True
+        upcoming = sorted(result.upcoming, key=lambda n: n.due_at)
+        sessions = {n.key.session_id for n in upcoming}
+        log.info(
+            "catch-up pass done: %d notices planned for %d sessions",
+            len(upcoming),
+            len(sessions),
+            extra={"event": "worker_ready"},
+        )
+        for notice in upcoming[:5]:
+            log.info(
+                "next: %s %s on %s at %s",
+                notice.key.session_id,
+                notice.key.notice,
+                notice.key.channel,
+                notice.due_at.isoformat(),
+                extra={"event": "worker_next"},
+            )
 
     def _arm(self, result: PassResult) -> None:
         if result.wake_at is None or self.stopping.is_set():
             return
-        horizon = self.clock() + self.settings.poll_interval * 2
-        if result.wake_at > horizon:
-            return  # a later poll will arm it, after re-reading the database
+        # Re-armed after every pass, so a changed database moves the wake-up at the next poll.
         self._scheduler.add_job(
             self.tick, "date", run_date=result.wake_at, id="wake", replace_existing=True
         )

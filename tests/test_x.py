@@ -21,9 +21,11 @@ from bot.errors import (
 )
 from bot.notifiers.base import DeliveryKey, Message
 from bot.notifiers.x import XConfig, XNotifier
-from tests.support.xapi import DUPLICATE_DETAIL, XStandIn, x_server  # noqa: F401
+from tests.support import xapi
+from tests.support.xapi import XStandIn
 
 NOW = datetime(2025, 12, 8, 15, 0, tzinfo=UTC)
+x_server = xapi.x_server  # the fixture, shared with other test modules
 CREDENTIALS = {
     "X_API_KEY": "ck-SECRET-1111",
     "X_API_KEY_SECRET": "cs-SECRET-2222",
@@ -42,7 +44,7 @@ def notifier_for(base_url: str, **extra: str) -> XNotifier:
 
 
 @pytest.fixture
-def x(x_server: XStandIn) -> Iterator[XNotifier]:  # noqa: F811
+def x(x_server: XStandIn) -> Iterator[XNotifier]:
     notifier = notifier_for(x_server.base_url, X_TIMEOUT="5")
     yield notifier
     notifier.close()
@@ -55,7 +57,7 @@ def assert_no_secret(text: str) -> None:
 
 def test_post_arrives_with_its_text_and_an_oauth_header(
     x: XNotifier,
-    x_server: XStandIn,  # noqa: F811
+    x_server: XStandIn,
 ) -> None:
     receipt = x.send(message("hello, readers"), NOW)
 
@@ -66,28 +68,32 @@ def test_post_arrives_with_its_text_and_an_oauth_header(
     assert receipt.external_id == post.post_id
 
 
-def test_each_post_gets_its_own_id(x: XNotifier, x_server: XStandIn) -> None:  # noqa: F811
+def test_each_post_gets_its_own_id(x: XNotifier, x_server: XStandIn) -> None:
     first = x.send(message("one"), NOW)
     second = x.send(message("two"), NOW)
     assert first.external_id != second.external_id
     assert [p.text for p in x_server.posts] == ["one", "two"]
 
 
-def test_requests_go_to_the_configured_base_url(x: XNotifier, x_server: XStandIn) -> None:  # noqa: F811
+def test_requests_go_to_the_configured_base_url(x: XNotifier, x_server: XStandIn) -> None:
     x.send(message(), NOW)
     assert x_server.base_url.endswith(x_server.requests[0].headers["Host"])
 
 
 @responses.activate
 def test_base_url_path_prefix_is_kept_and_api_twitter_com_is_not_called() -> None:
-    responses.add(responses.POST, "https://proxy.example/x/2/tweets", status=201,
-                  json={"data": {"id": "77", "text": "hi"}})  # fmt: skip
+    responses.add(
+        responses.POST,
+        "https://proxy.example/x/2/tweets",
+        status=201,
+        json={"data": {"id": "77", "text": "hi"}},
+    )
     receipt = notifier_for("https://proxy.example/x/").send(message("hi"), NOW)
     assert receipt.external_id == "77"
     assert [c.request.url for c in responses.calls] == ["https://proxy.example/x/2/tweets"]
 
 
-def test_503_is_transient(x: XNotifier, x_server: XStandIn) -> None:  # noqa: F811
+def test_503_is_transient(x: XNotifier, x_server: XStandIn) -> None:
     x_server.set_fault("status_503", times=1)
     with pytest.raises(TransientError, match="503") as caught:
         x.send(message(), NOW)
@@ -97,7 +103,7 @@ def test_503_is_transient(x: XNotifier, x_server: XStandIn) -> None:  # noqa: F8
     assert len(x_server.posts) == 1
 
 
-def test_503_with_retry_after_sets_retry_at(x: XNotifier, x_server: XStandIn) -> None:  # noqa: F811
+def test_503_with_retry_after_sets_retry_at(x: XNotifier, x_server: XStandIn) -> None:
     x_server.set_fault("status_503", retry_after=120)
     with pytest.raises(TransientError) as caught:
         x.send(message(), NOW)
@@ -106,7 +112,7 @@ def test_503_with_retry_after_sets_retry_at(x: XNotifier, x_server: XStandIn) ->
 
 def test_429_is_transient_until_the_rate_limit_reset(
     x: XNotifier,
-    x_server: XStandIn,  # noqa: F811
+    x_server: XStandIn,
 ) -> None:
     reset = int((NOW + timedelta(minutes=15)).timestamp())
     x_server.set_fault("status_429", reset_epoch=reset)
@@ -115,7 +121,7 @@ def test_429_is_transient_until_the_rate_limit_reset(
     assert caught.value.retry_at == datetime(2025, 12, 8, 15, 15, tzinfo=UTC)
 
 
-def test_401_is_permanent_and_shows_no_secret(x: XNotifier, x_server: XStandIn) -> None:  # noqa: F811
+def test_401_is_permanent_and_shows_no_secret(x: XNotifier, x_server: XStandIn) -> None:
     x_server.set_fault("status_401")
     with pytest.raises(PermanentError, match="401") as caught:
         x.send(message(), NOW)
@@ -123,7 +129,7 @@ def test_401_is_permanent_and_shows_no_secret(x: XNotifier, x_server: XStandIn) 
     assert_no_secret(str(caught.value))
 
 
-def test_duplicate_403_is_duplicate_content(x: XNotifier, x_server: XStandIn) -> None:  # noqa: F811
+def test_duplicate_403_is_duplicate_content(x: XNotifier, x_server: XStandIn) -> None:
     x_server.set_fault("duplicate_403")
     with pytest.raises(DuplicateContentError) as caught:
         x.send(message(), NOW)
@@ -133,7 +139,7 @@ def test_duplicate_403_is_duplicate_content(x: XNotifier, x_server: XStandIn) ->
 
 def test_posting_the_same_text_twice_is_refused_as_duplicate(
     x: XNotifier,
-    x_server: XStandIn,  # noqa: F811
+    x_server: XStandIn,
 ) -> None:
     x.send(message("same"), NOW)
     with pytest.raises(DuplicateContentError):
@@ -144,9 +150,12 @@ def test_posting_the_same_text_twice_is_refused_as_duplicate(
 @responses.activate
 def test_other_403_is_permanent_with_x_detail() -> None:
     detail = "You are not permitted to perform this action."
-    responses.add(responses.POST, "https://api.twitter.com/2/tweets", status=403,
-                  json={"detail": detail, "type": "about:blank", "title": "Forbidden",
-                        "status": 403})  # fmt: skip
+    responses.add(
+        responses.POST,
+        "https://api.twitter.com/2/tweets",
+        status=403,
+        json={"detail": detail, "type": "about:blank", "title": "Forbidden", "status": 403},
+    )
     with pytest.raises(PermanentError, match="403 Forbidden: You are not permitted") as caught:
         notifier_for("https://api.twitter.com").send(message(), NOW)
     assert not isinstance(caught.value, DuplicateContentError)
@@ -183,7 +192,7 @@ def test_connect_timeout_is_transient() -> None:
                 filler.close()
 
 
-def test_no_answer_within_the_timeout_is_maybe_sent(x_server: XStandIn) -> None:  # noqa: F811
+def test_no_answer_within_the_timeout_is_maybe_sent(x_server: XStandIn) -> None:
     x_server.set_fault("hang")
     notifier = notifier_for(x_server.base_url, X_TIMEOUT="1")
     with pytest.raises(MaybeSentError, match="1s"):
@@ -191,7 +200,7 @@ def test_no_answer_within_the_timeout_is_maybe_sent(x_server: XStandIn) -> None:
     assert [p.text for p in x_server.posts] == ["hanging"]
 
 
-def test_slow_answer_past_the_timeout_is_maybe_sent(x_server: XStandIn) -> None:  # noqa: F811
+def test_slow_answer_past_the_timeout_is_maybe_sent(x_server: XStandIn) -> None:
     x_server.delay_seconds = 2
     with pytest.raises(MaybeSentError):
         notifier_for(x_server.base_url, X_TIMEOUT="0.5").send(message(), NOW)
@@ -199,7 +208,7 @@ def test_slow_answer_past_the_timeout_is_maybe_sent(x_server: XStandIn) -> None:
 
 def test_dropped_connection_after_sending_is_maybe_sent(
     x: XNotifier,
-    x_server: XStandIn,  # noqa: F811
+    x_server: XStandIn,
 ) -> None:
     x_server.set_fault("drop", times=1)
     with pytest.raises(MaybeSentError, match="lost"):
@@ -210,14 +219,14 @@ def test_dropped_connection_after_sending_is_maybe_sent(
     assert [p.text for p in x_server.posts] == ["dropped"]
 
 
-def test_check_online_logs_in_without_posting(x: XNotifier, x_server: XStandIn) -> None:  # noqa: F811
+def test_check_online_logs_in_without_posting(x: XNotifier, x_server: XStandIn) -> None:
     x.check_online()
     [request] = x_server.requests
     assert (request.method, request.path, request.auth_scheme) == ("GET", "/2/users/me", "OAuth")
     assert x_server.posts == []
 
 
-def test_check_online_fails_with_401(x: XNotifier, x_server: XStandIn) -> None:  # noqa: F811
+def test_check_online_fails_with_401(x: XNotifier, x_server: XStandIn) -> None:
     x_server.set_fault("status_401")
     with pytest.raises(PermanentError, match="401"):
         x.check_online()
@@ -225,7 +234,7 @@ def test_check_online_fails_with_401(x: XNotifier, x_server: XStandIn) -> None: 
 
 def test_secrets_stay_out_of_debug_logs(
     x: XNotifier,
-    x_server: XStandIn,  # noqa: F811
+    x_server: XStandIn,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -248,7 +257,7 @@ def test_length_is_the_weighted_count() -> None:
 
 def test_over_length_post_is_refused_before_any_request(
     x: XNotifier,
-    x_server: XStandIn,  # noqa: F811
+    x_server: XStandIn,
 ) -> None:
     pytest.importorskip("bot.textlimits")
     with pytest.raises(PermanentError, match="over the x limit"):
@@ -308,5 +317,7 @@ def test_config_keeps_secrets_out_of_repr() -> None:
 
 def test_importing_the_channel_does_not_import_tweepy() -> None:
     code = "import sys, bot.notifiers.x; print('tweepy' in sys.modules, 'requests' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.split() == ["False", "False"]

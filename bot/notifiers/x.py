@@ -219,14 +219,14 @@ class XNotifier(Notifier):
     def parse_config(cls, env: Mapping[str, str]) -> XConfig:
         """Read X_* variables; raise ConfigError listing every problem, never a secret's value."""
         problems: list[str] = []
-        secrets: list[Secret] = []
+        secrets: dict[str, Secret] = {}
         for name in _CREDENTIALS:
             value = (env.get(name) or "").strip()
             if not value:
                 problems.append(f"{name}: required by the x channel (missing)")
             elif any(ch.isspace() for ch in value):
                 problems.append(f"{name}: must not contain spaces (value hidden)")
-            secrets.append(Secret(value))
+            secrets[name] = Secret(value)
         base_url = (env.get("X_API_BASE_URL") or "").strip() or TWITTER_API
         url_problem = _url_problem(base_url)
         if url_problem:
@@ -242,7 +242,14 @@ class XNotifier(Notifier):
                 problems.append(f"X_TIMEOUT: must be a positive number of seconds ({raw_timeout})")
         if problems:
             raise ConfigError(problems)
-        return XConfig(*secrets, base_url=base_url.rstrip("/"), timeout=timeout)
+        return XConfig(
+            api_key=secrets["X_API_KEY"],
+            api_key_secret=secrets["X_API_KEY_SECRET"],
+            access_token=secrets["X_ACCESS_TOKEN"],
+            access_token_secret=secrets["X_ACCESS_TOKEN_SECRET"],
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
+        )
 
     @classmethod
     def measure(cls, text: str) -> int:

@@ -14,7 +14,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,9 @@ class BotCli:
         self.cwd.mkdir(parents=True, exist_ok=True)
         self.env: dict[str, str] = dict(env or {})
 
-    def __call__(self, *args: str, env: Mapping[str, str] | None = None, **kw: Any) -> Result:
+    def __call__(
+        self, *args: str, env: Mapping[str, str | None] | None = None, **kw: Any
+    ) -> Result:
         """Run with the base environment updated by `env` (a None value removes a variable)."""
         merged = dict(self.env)
         for key, value in (env or {}).items():
@@ -82,3 +85,24 @@ def json_lines(stdout: str) -> list[dict[str, Any]]:
             assert isinstance(value, dict), line
             records.append(value)
     return records
+
+
+def iso(moment: datetime) -> str:
+    """`2026-12-20T15:00:00Z`: the form `--now` takes and JSON records carry."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def session_yaml(sessions: Sequence[Mapping[str, Any]]) -> str:
+    """A session file (SPEC §4) holding `sessions`; datetimes are written as UTC `…Z` times."""
+    import yaml
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return iso(value)
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return yaml.safe_dump({"sessions": [plain(s) for s in sessions]}, sort_keys=False)

@@ -33,14 +33,28 @@ import pytest
 FAULTS = ("ok", "status_503", "status_429", "status_401", "duplicate_403", "hang", "drop")
 DUPLICATE_DETAIL = "You are not allowed to create a Tweet with duplicate content."
 _STATUS_BODIES: dict[int, dict[str, Any]] = {
+    400: {
+        "title": "Invalid Request",
+        "type": "about:blank",
+        "status": 400,
+        "detail": "One or more parameters to your request was invalid.",
+    },
     401: {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"},
     403: {"detail": DUPLICATE_DETAIL, "type": "about:blank", "title": "Forbidden", "status": 403},
     404: {"title": "Not Found Error", "type": "about:blank", "status": 404, "detail": "Not Found"},
-    429: {"title": "Too Many Requests", "type": "about:blank", "status": 429,
-          "detail": "Too Many Requests"},
-    503: {"title": "Service Unavailable", "type": "about:blank", "status": 503,
-          "detail": "Service Unavailable"},
-}  # fmt: skip
+    429: {
+        "title": "Too Many Requests",
+        "type": "about:blank",
+        "status": 429,
+        "detail": "Too Many Requests",
+    },
+    503: {
+        "title": "Service Unavailable",
+        "type": "about:blank",
+        "status": 503,
+        "detail": "Service Unavailable",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -99,7 +113,9 @@ class XStandIn:
         """Listen on a free port in a background thread."""
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -229,8 +245,7 @@ def _handler_for(standin: XStandIn) -> type[BaseHTTPRequestHandler]:
                 except (ValueError, AttributeError):
                     text = None
                 if text is None:
-                    status, payload = 400, {"title": "Invalid Request", "status": 400,
-                                            "detail": "One or more parameters are invalid."}  # fmt: skip
+                    status, payload = 400, _STATUS_BODIES[400]
             published, post_id = False, None
             with state.lock:
                 duplicate = self._is_duplicate(text)

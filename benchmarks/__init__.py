@@ -1,0 +1,1 @@
+"""Performance checks for reading-group-bot: `make bench` runs benchmarks/run.py."""

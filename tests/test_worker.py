@@ -1,0 +1,134 @@
+"""The worker: in-process passes with a frozen clock, and a real `bot run` process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from bot.config import Reminder, Settings
+from bot.db import ensure_schema, make_engine
+from bot.testing import FrozenClock, RecordingNotifier
+from bot.worker import Worker, latest_heartbeat
+from tests.support.data import add_session, deliveries
+
+D, H, M = timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)
+START = datetime(2026, 12, 14, 15, 0, tzinfo=UTC)
+
+
+def test_tick_sends_what_is_due_and_writes_a_heartbeat(engine: Engine) -> None:
+    add_session(engine, "s1", START)
+    settings = Settings(channels=("x",), reminders=(Reminder("announce", 7 * D, ("x",)),))
+    clock = FrozenClock(START - 7 * D)
+    worker = Worker(engine, settings, clock)
+    x = RecordingNotifier()
+    worker.dispatcher._notifiers["x"] = x
+    worker.tick()
+    assert [m.key.notice for m in x.sent] == ["announce"]
+    assert latest_heartbeat(engine) == clock.now
+
+
+def test_tick_survives_a_database_that_went_away(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/gone/bot.db")  # the folder does not exist
+    worker = Worker(engine, Settings(reminders=(Reminder("a", D, ("console",)),)))
+    worker.tick()  # logs, does not raise
+    assert latest_heartbeat  # the worker object is still usable
+    (tmp_path / "gone").mkdir()
+    ensure_schema(engine)
+    worker.tick()
+    assert latest_heartbeat(engine) is not None
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db",
+        "CHANNELS": "console",
+        "REMINDERS": "announce=7d",
+        "POLL_INTERVAL": "60s",
+    }
+    env.update(extra)
+    return env
+
+
+def _wait_for(predicate, seconds: float) -> bool:  # type: ignore[no-untyped-def]
+    limit = time.monotonic() + seconds
+    while time.monotonic() < limit:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_run_sends_at_the_due_time_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/bot.db")
+    ensure_schema(engine)
+    # Due 4 s from now; the poll interval is 60 s, so only the wake-up at the due time sends it.
+    due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+    add_session(engine, "soon", due + 7 * D, since=due - H)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert _wait_for(lambda: any(d.status == "sent" for d in deliveries(engine)), 20)
+        (row,) = deliveries(engine)
+        assert row.sent_at is not None
+        lateness = (row.sent_at - row.due_at).total_seconds()
+        assert 0 <= lateness < 2, lateness
+        health = subprocess.run(
+            [sys.executable, "-m", "bot", "health"],
+            cwd=tmp_path,
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+        )
+        assert health.returncode == 0, health.stdout + health.stderr
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=25)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "--- soon · announce · console ---" in out
+    assert latest_heartbeat(engine) is None  # a clean stop removes its heartbeat
+
+
+def test_run_refuses_to_start_with_a_broken_template(tmp_path: Path) -> None:
+    templates = tmp_path / "tpl" / "console"
+    templates.mkdir(parents=True)
+    (templates / "default.txt.j2").write_text("{{ session.title }\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "run"],
+        cwd=tmp_path,
+        env=_env(tmp_path, TEMPLATES_DIR=str(tmp_path / "tpl")),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "console/default.txt.j2" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_health_is_1_without_a_worker(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "health"],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "no worker heartbeat" in result.stdout
