@@ -45,7 +45,7 @@ WINDOW = (
     WindowSession("recent-past", -timedelta(days=3), ("announce", "reminder", "starting")),
     WindowSession("upcoming-1", timedelta(days=1, hours=12), ("announce",)),
     WindowSession("upcoming-2", timedelta(days=2, hours=6), ("announce",)),
-    WindowSession("upcoming-3", timedelta(days=4)),
+    WindowSession("upcoming-3", timedelta(days=4), ("announce",)),
     WindowSession("upcoming-4", timedelta(days=6, hours=1), ("announce",)),
 )
 
@@ -54,15 +54,31 @@ def _words(rng: random.Random, n: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(n))
 
 
-def _session_row(sid: str, start: datetime, rng: random.Random) -> dict[str, Any]:
+class _Texts:
+    """A pool of titles and abstracts: drawing words for 100,000 rows would dominate the build."""
+
+    def __init__(self, rng: random.Random, size: int = 256) -> None:
+        self.rng = rng
+        self.titles = [_words(rng, 8).capitalize() for _ in range(size)]
+        self.abstracts = [_words(rng, 80) for _ in range(size)]
+
+    def title(self) -> str:
+        return self.rng.choice(self.titles)
+
+    def abstract(self) -> str:
+        return self.rng.choice(self.abstracts)
+
+
+def _session_row(sid: str, start: datetime, texts: _Texts) -> dict[str, Any]:
     since = start - timedelta(days=30)
+    rng = texts.rng
     return {
         "id": sid,
-        "title": _words(rng, 8).capitalize(),
+        "title": texts.title(),
         "starts_at": start,
         "timezone": rng.choice(ZONES),
         "duration_minutes": 60,
-        "abstract": _words(rng, 80),
+        "abstract": texts.abstract(),
         "meeting_url": f"https://example.zoom.us/j/{rng.randrange(10**10, 10**11)}",
         "recording_url": None,
         "status": "scheduled",
@@ -114,7 +130,8 @@ def _past_ledger(sid: str, start: datetime, index: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _children(sid: str, rng: random.Random) -> tuple[dict[str, Any], dict[str, Any]]:
+def _children(sid: str, texts: _Texts) -> tuple[dict[str, Any], dict[str, Any]]:
+    rng = texts.rng
     speaker = {
         "session_id": sid,
         "position": 0,
@@ -128,13 +145,13 @@ def _children(sid: str, rng: random.Random) -> tuple[dict[str, Any], dict[str, A
     paper = {
         "session_id": sid,
         "position": 0,
-        "title": _words(rng, 6).capitalize(),
+        "title": texts.title(),
         "url": f"https://arxiv.org/abs/2{rng.randrange(1000, 9999)}.{rng.randrange(10000, 99999)}",
     }
     return speaker, paper
 
 
-def _history(count: int, rng: random.Random) -> Iterator[tuple[str, datetime]]:
+def _history(count: int) -> Iterator[tuple[str, datetime]]:
     """`count` past sessions spread evenly over 15 years, all ending before the pass's window."""
     first = NOW - timedelta(days=365 * HISTORY_YEARS)
     span = (NOW - timedelta(days=8)) - first
@@ -160,7 +177,7 @@ def migrate(engine: Engine) -> None:
 def fill(engine: Engine, total_sessions: int, ledger_per_session: int = 5, seed: int = 7) -> int:
     """Migrate, then insert `total_sessions` (history plus WINDOW); returns the ledger row count."""
     migrate(engine)
-    rng = random.Random(seed)
+    texts = _Texts(random.Random(seed))
     buffers: dict[Table, list[dict[str, Any]]] = {
         sessions: [],
         speakers: [],
@@ -169,10 +186,10 @@ def fill(engine: Engine, total_sessions: int, ledger_per_session: int = 5, seed:
     }
     ledger_count = 0
     with engine.begin() as conn:
-        history = _history(total_sessions - len(WINDOW), rng)
+        history = _history(total_sessions - len(WINDOW))
         for index, (sid, start) in enumerate(history):
-            buffers[sessions].append(_session_row(sid, start, rng))
-            speaker, paper = _children(sid, rng)
+            buffers[sessions].append(_session_row(sid, start, texts))
+            speaker, paper = _children(sid, texts)
             buffers[speakers].append(speaker)
             buffers[papers].append(paper)
             ledger = _past_ledger(sid, start, index)[:ledger_per_session]
@@ -182,8 +199,8 @@ def fill(engine: Engine, total_sessions: int, ledger_per_session: int = 5, seed:
                 _bulk(conn, table, rows)
         for window in WINDOW:
             start = (NOW + window.starts_in).replace(minute=0)
-            buffers[sessions].append(_session_row(window.id, start, rng))
-            speaker, paper = _children(window.id, rng)
+            buffers[sessions].append(_session_row(window.id, start, texts))
+            speaker, paper = _children(window.id, texts)
             buffers[speakers].append(speaker)
             buffers[papers].append(paper)
             for name, offset in REMINDERS:

@@ -6,28 +6,25 @@ import re
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from sqlalchemy import Connection, Engine, Table, bindparam, delete, insert, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, text, update
 
+from bot import tables
 from bot.config import format_duration, parse_duration
 from bot.db import is_sqlite, write_transaction
 from bot.domain import Paper, SessionData, Speaker
 from bot.errors import DataError
-from bot.models import Delivery
-from bot.models import Paper as PaperRow
-from bot.models import Session as SessionRow
-from bot.models import Speaker as SpeakerRow
+from bot.store import load_sessions
 
 if TYPE_CHECKING:
     _BaseLoader = yaml.SafeLoader
 else:  # libyaml's parser when PyYAML was built with it: several times faster
     _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-T = TypeVar("T")
 STATUSES = ("scheduled", "cancelled")
 # A delivery in one of these states may have reached people: its session is cancelled, not deleted.
 MAYBE_SENT = ("sent", "sending", "uncertain", "claimed")
@@ -42,11 +39,6 @@ _TIME = re.compile(
 )
 _NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})  # machine-dependent or placeholders
 _MISSING = object()
-
-_SESSIONS = cast(Table, SessionRow.__table__)
-_SPEAKERS = cast(Table, SpeakerRow.__table__)
-_PAPERS = cast(Table, PaperRow.__table__)
-_DELIVERIES = cast(Table, Delivery.__table__)
 
 
 class _Loader(_BaseLoader):
@@ -356,6 +348,18 @@ class ImportReport:
     dry_run: bool = False
 
 
+@dataclass
+class _Writes:
+    """What an import will write, gathered first, so that a dry run can simply not write it."""
+
+    new: list[dict[str, Any]] = field(default_factory=list)
+    changed: list[dict[str, Any]] = field(default_factory=list)
+    children: list[SessionData] = field(default_factory=list)  # speakers and papers to insert
+    emptied: list[str] = field(default_factory=list)  # ids whose old speakers and papers go
+    deleted: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+
+
 def import_sessions(
     engine: Engine,
     sessions: list[SessionData],
@@ -369,28 +373,26 @@ def import_sessions(
         raise ValueError("now must be an aware datetime")
     if dry_run:
         with engine.connect() as conn, conn.begin():
-            return _import(conn, sessions, now, prune=prune, dry_run=True)
+            return _plan(conn, sessions, now, prune, ImportReport(dry_run=True))[0]
     with write_transaction(engine) as conn:
-        if not is_sqlite(conn):  # writers queue behind one another, as BEGIN IMMEDIATE does
+        if not is_sqlite(conn):  # importers queue behind one another, as BEGIN IMMEDIATE does
             conn.execute(text("LOCK TABLE sessions IN SHARE ROW EXCLUSIVE MODE"))
-        return _import(conn, sessions, now, prune=prune, dry_run=False)
+        report, writes = _plan(conn, sessions, now, prune, ImportReport())
+        _write(conn, writes, now)
+    return report
 
 
-def _import(
-    conn: Connection, sessions: list[SessionData], now: datetime, *, prune: bool, dry_run: bool
-) -> ImportReport:
-    existing = _read(conn)
-    report = ImportReport(dry_run=dry_run)
-    new_rows: list[dict[str, Any]] = []
-    changed_rows: list[dict[str, Any]] = []
-    children: list[SessionData] = []  # sessions whose speakers and papers are (re)written
-    replaced: list[str] = []  # of those, the ones that had some before
+def _plan(
+    conn: Connection, sessions: list[SessionData], now: datetime, prune: bool, report: ImportReport
+) -> tuple[ImportReport, _Writes]:
+    existing = {s.id: s for s in load_sessions(conn)}
+    w = _Writes()
     for new in sessions:
         old = existing.get(new.id)
         if old is None:
             report.added.append(new.id)
-            new_rows.append(_row(new, sequence=0, since=now, now=now) | {"created_at": now})
-            children.append(new)
+            w.new.append(_row(new, 0, now, now) | {"created_at": now})
+            w.children.append(new)
             continue
         changed = [name for name in COMPARED if getattr(new, name) != getattr(old, name)]
         if not changed:
@@ -398,149 +400,73 @@ def _import(
             continue
         report.updated.append(new.id)
         report.changes[new.id] = changed
-        moved = "starts_at" in changed
-        sequence, since = (old.sequence + 1, now) if moved else (old.sequence, old.occurrence_since)
-        changed_rows.append(_row(new, sequence=sequence, since=since, now=now))
+        if "starts_at" in changed:  # a new occurrence: reminders due before now are history
+            w.changed.append(_row(new, old.sequence + 1, now, now))
+        else:
+            w.changed.append(_row(new, old.sequence, old.occurrence_since, now))
         if "speakers" in changed or "papers" in changed:
-            children.append(new)
-            replaced.append(new.id)
-    doomed: list[str] = []
-    cancelled: list[dict[str, Any]] = []
+            w.children.append(new)
+            w.emptied.append(new.id)
     if prune:
-        given = {s.id for s in sessions}
-        sent = set(
-            conn.scalars(
-                select(_DELIVERIES.c.session_id).where(_DELIVERIES.c.status.in_(MAYBE_SENT))
-            )
-        )
-        for sid in sorted(existing.keys() - given):
-            old = existing[sid]
+        d = tables.deliveries.c
+        sent = set(conn.scalars(select(d.session_id).where(d.status.in_(MAYBE_SENT)).distinct()))
+        for sid in sorted(existing.keys() - {s.id for s in sessions}):
             if sid not in sent:
                 report.pruned.append(sid)
-                doomed.append(sid)
-            elif old.starts_at <= now:
-                report.kept.append(sid)
-            elif old.status != "cancelled":
+                w.deleted.append(sid)
+            elif existing[sid].starts_at > now and existing[sid].status != "cancelled":
                 report.cancelled_by_prune.append(sid)
-                cancelled.append({"b_id": sid, "status": "cancelled", "updated_at": now})
-            else:
+                w.cancelled.append(sid)
+            else:  # it took place, or its cancellation is already known
                 report.kept.append(sid)
-    if not dry_run:
-        _write(conn, new_rows, changed_rows, children, replaced, doomed, cancelled)
-    return report
+    return report, w
 
 
-def _row(s: SessionData, *, sequence: int, since: datetime | None, now: datetime) -> (
-    dict[str, Any]
-):  # fmt: skip
-    return {
-        "id": s.id,
-        "title": s.title,
-        "starts_at": s.starts_at,
-        "timezone": s.timezone,
-        "duration_minutes": int(s.duration.total_seconds()) // 60,
-        "abstract": s.abstract,
-        "meeting_url": s.meeting_url,
-        "recording_url": s.recording_url,
-        "status": s.status,
-        "sequence": sequence,
-        "occurrence_since": since,
-        "updated_at": now,
-    }
+def _row(s: SessionData, sequence: int, since: datetime | None, now: datetime) -> dict[str, Any]:
+    row = {k: v for k, v in vars(s).items() if k not in ("duration", "speakers", "papers")}
+    extra = {"duration_minutes": s.duration // timedelta(minutes=1), "updated_at": now}
+    return row | extra | {"sequence": sequence, "occurrence_since": since}
 
 
-def _write(
-    conn: Connection,
-    new_rows: list[dict[str, Any]],
-    changed_rows: list[dict[str, Any]],
-    children: list[SessionData],
-    replaced: list[str],
-    doomed: list[str],
-    cancelled: list[dict[str, Any]],
-) -> None:
-    by_id = _SESSIONS.c.id == bindparam("b_id")
-    gone = [{"b_id": sid} for sid in doomed]
-    emptied = [{"b_id": sid} for sid in replaced] + gone
-    for table in (_SPEAKERS, _PAPERS):
-        if emptied:
-            conn.execute(delete(table).where(table.c.session_id == bindparam("b_id")), emptied)
+def _write(conn: Connection, w: _Writes, now: datetime) -> None:
+    """Every write as one executemany per statement, never row by row through the ORM."""
+    by_id = tables.sessions.c.id == bindparam("b_id")
+    gone: list[dict[str, Any]] = [{"b_id": sid} for sid in w.deleted]
+    emptied = [{"b_id": sid} for sid in w.emptied] + gone
+    for table in (tables.speakers, tables.papers, tables.deliveries):
+        rows = gone if table is tables.deliveries else emptied
+        if rows:
+            conn.execute(delete(table).where(table.c.session_id == bindparam("b_id")), rows)
     if gone:
-        match = _DELIVERIES.c.session_id == bindparam("b_id")
-        conn.execute(delete(_DELIVERIES).where(match), gone)
-        conn.execute(delete(_SESSIONS).where(by_id), gone)
-    if new_rows:
-        conn.execute(insert(_SESSIONS), new_rows)
+        conn.execute(delete(tables.sessions).where(by_id), gone)
+    if w.new:
+        conn.execute(insert(tables.sessions), w.new)
     # Parameter keys that name columns become the SET clause; `b_id` only picks the row.
-    if changed_rows:
-        rows = [{"b_id": r["id"]} | {k: v for k, v in r.items() if k != "id"} for r in changed_rows]
-        conn.execute(update(_SESSIONS).where(by_id), rows)
-    if cancelled:
-        conn.execute(update(_SESSIONS).where(by_id), cancelled)
-    speakers = [
-        {"session_id": s.id, "position": i, **vars(sp)}
-        for s in children
-        for i, sp in enumerate(s.speakers)
-    ]
-    papers = [
-        {"session_id": s.id, "position": i, "title": pa.title, "url": pa.url}
-        for s in children
-        for i, pa in enumerate(s.papers)
-    ]
-    if speakers:
-        conn.execute(insert(_SPEAKERS), speakers)
-    if papers:
-        conn.execute(insert(_PAPERS), papers)
-
-
-def _read(conn: Connection) -> dict[str, SessionData]:
-    """Every stored session with its speakers and papers, in three queries."""
-    speakers: dict[str, list[Speaker]] = {}
-    sp = _SPEAKERS.c
-    query = select(sp.session_id, sp.name, sp.affiliation, sp.x, sp.bluesky, sp.mastodon, sp.url)
-    for sid, *values in conn.execute(query.order_by(sp.session_id, sp.position)):
-        speakers.setdefault(sid, []).append(Speaker(*values))
-    papers: dict[str, list[Paper]] = {}
-    pa = _PAPERS.c
-    for sid, title, url in conn.execute(
-        select(pa.session_id, pa.title, pa.url).order_by(pa.session_id, pa.position)
-    ):
-        papers.setdefault(sid, []).append(Paper(title, url))
-    s = _SESSIONS.c
-    query = select(
-        s.id, s.title, s.starts_at, s.duration_minutes, s.timezone, s.abstract, s.meeting_url,
-        s.recording_url, s.status, s.sequence, s.occurrence_since,
-    )  # fmt: skip
-    return {
-        row.id: SessionData(
-            id=row.id,
-            title=row.title,
-            starts_at=row.starts_at,
-            duration=timedelta(minutes=row.duration_minutes),
-            timezone=row.timezone,
-            speakers=tuple(speakers.get(row.id, ())),
-            abstract=row.abstract,
-            papers=tuple(papers.get(row.id, ())),
-            meeting_url=row.meeting_url,
-            recording_url=row.recording_url,
-            status=row.status,
-            sequence=row.sequence,
-            occurrence_since=row.occurrence_since,
-        )
-        for row in conn.execute(query)
-    }
+    if w.changed:
+        rows = [{"b_id": r["id"]} | {k: v for k, v in r.items() if k != "id"} for r in w.changed]
+        conn.execute(update(tables.sessions).where(by_id), rows)
+    if w.cancelled:
+        rows = [{"b_id": sid, "status": "cancelled", "updated_at": now} for sid in w.cancelled]
+        conn.execute(update(tables.sessions).where(by_id), rows)
+    for table, field_name in ((tables.speakers, "speakers"), (tables.papers, "papers")):
+        rows = [
+            {"session_id": s.id, "position": i, **vars(item)}
+            for s in w.children
+            for i, item in enumerate(getattr(s, field_name))
+        ]
+        if rows:
+            conn.execute(insert(table), rows)
 
 
 def load_all_sessions(
     engine: Engine, *, include_past: bool = True, now: datetime | None = None
 ) -> list[SessionData]:
-    """Stored sessions with speakers and papers, by start; without past ones needs `now`."""
+    """Stored sessions with speakers and papers, by start; leaving out ended ones needs `now`."""
     if not include_past and now is None:
         raise ValueError("now is needed to leave out past sessions")
-    with engine.connect() as conn, conn.begin():
-        sessions = list(_read(conn).values())
-    if now is not None and not include_past:
-        sessions = [s for s in sessions if s.ends_at > now]
-    return sorted(sessions, key=lambda s: (s.starts_at, s.id))
+    with engine.connect() as conn:
+        found = load_sessions(conn)
+    return found if include_past or now is None else [s for s in found if s.ends_at > now]
 
 
 class _Dumper(yaml.SafeDumper):

@@ -21,6 +21,7 @@ from bot.errors import (
     PermanentError,
     TransientError,
 )
+from bot.logs import Redactor
 from bot.notifiers.base import Message, Notifier, Receipt
 
 if TYPE_CHECKING:
@@ -30,7 +31,8 @@ TWITTER_API = "https://api.twitter.com"  # what tweepy hard-codes
 DEFAULT_TIMEOUT = 30.0
 _CREDENTIALS = ("X_API_KEY", "X_API_KEY_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
 _DUPLICATE_MARKERS = ("duplicate content", "status is a duplicate")
-# These log the consumer key, the access token and the Authorization header at DEBUG.
+# These log the consumer key, the access token and the Authorization header at DEBUG; the
+# central redactor covers configured handlers, this covers any other (pytest's caplog, say).
 _SIGNING_LOGGERS = ("oauthlib.oauth1.rfc5849", "requests_oauthlib.oauth1_auth", "tweepy.client")
 
 
@@ -63,6 +65,14 @@ def _url_problem(url: str) -> str | None:
     if parts.query or parts.fragment:
         return f"must not have a query or fragment ({url})"
     return None
+
+
+def _seconds(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
 
 
 def _make_session(base_url: str, timeout: float) -> requests.Session:
@@ -131,10 +141,9 @@ def _network_error(exc: Exception, timeout: float) -> NotifierError:
         if any(isinstance(e, ConnectTimeoutError) for e in _chain(exc)):
             return TransientError(f"could not connect to X ({name})")
         return MaybeSentError("the connection to X was lost after the request was sent")
-    if isinstance(exc, requests.exceptions.ContentDecodingError | requests.JSONDecodeError):
-        return MaybeSentError("X's answer could not be read")
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return MaybeSentError("X's answer was cut off")
+    unreadable = requests.exceptions.ContentDecodingError | requests.exceptions.ChunkedEncodingError
+    if isinstance(exc, unreadable | requests.JSONDecodeError):
+        return MaybeSentError(f"X's answer could not be read ({name})")
     return PermanentError(f"the request to X could not be made ({name})")
 
 
@@ -166,41 +175,10 @@ def _http_error(exc: Any, now: datetime | None) -> NotifierError:
     return PermanentError(text)
 
 
-def _redact(text: str, secrets: tuple[Secret, ...]) -> str:
-    for secret in secrets:
-        if secret.get():
-            text = text.replace(secret.get(), "***")
-    return text
-
-
-def _scrubbed(error: NotifierError, secrets: tuple[Secret, ...]) -> NotifierError:
+def _scrubbed(error: NotifierError, redactor: Redactor) -> NotifierError:
     """The same error with any credential (echoed by a server, say) blanked out of its text."""
-    text = _redact(str(error), secrets)
-    if text != str(error):
-        error.args = (text,)
+    error.args = (redactor.scrub(str(error)),)
     return error
-
-
-class _Redactor(logging.Filter):
-    """Blanks the credentials out of the records of the libraries that sign requests."""
-
-    def __init__(self, secrets: tuple[Secret, ...]) -> None:
-        super().__init__()
-        self.secrets = secrets
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        cleaned = _redact(text, self.secrets)
-        if cleaned != text:
-            record.msg, record.args = cleaned, ()
-        return True
-
-
-def _guard_logs(secrets: tuple[Secret, ...]) -> None:
-    for name in _SIGNING_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _Redactor) and f.secrets == secrets for f in logger.filters):
-            logger.addFilter(_Redactor(secrets))
 
 
 class XNotifier(Notifier):
@@ -214,6 +192,7 @@ class XNotifier(Notifier):
         super().__init__(config)
         self.config: XConfig = config
         self._client: Any = None
+        self._redactor = Redactor(s.get() for s in config.secrets())
 
     @classmethod
     def parse_config(cls, env: Mapping[str, str]) -> XConfig:
@@ -232,14 +211,9 @@ class XNotifier(Notifier):
         if url_problem:
             problems.append(f"X_API_BASE_URL: {url_problem}")
         raw_timeout = (env.get("X_TIMEOUT") or "").strip()
-        timeout = DEFAULT_TIMEOUT
-        if raw_timeout:
-            try:
-                timeout = float(raw_timeout)
-            except ValueError:
-                timeout = -1.0
-            if not (math.isfinite(timeout) and timeout > 0):
-                problems.append(f"X_TIMEOUT: must be a positive number of seconds ({raw_timeout})")
+        timeout = _seconds(raw_timeout) if raw_timeout else DEFAULT_TIMEOUT
+        if timeout is None:
+            problems.append(f"X_TIMEOUT: must be a positive number of seconds ({raw_timeout})")
         if problems:
             raise ConfigError(problems)
         return XConfig(
@@ -248,7 +222,7 @@ class XNotifier(Notifier):
             access_token=secrets["X_ACCESS_TOKEN"],
             access_token_secret=secrets["X_ACCESS_TOKEN_SECRET"],
             base_url=base_url.rstrip("/"),
-            timeout=timeout,
+            timeout=timeout or DEFAULT_TIMEOUT,
         )
 
     @classmethod
@@ -287,7 +261,10 @@ class XNotifier(Notifier):
             import tweepy
 
             config = self.config
-            _guard_logs(config.secrets())
+            for logger in map(logging.getLogger, _SIGNING_LOGGERS):
+                known = (f.secrets for f in logger.filters if isinstance(f, Redactor))
+                if self._redactor.secrets not in known:
+                    logger.addFilter(self._redactor)
             client = tweepy.Client(
                 consumer_key=config.api_key.get(),
                 consumer_secret=config.api_key_secret.get(),
@@ -308,8 +285,8 @@ class XNotifier(Notifier):
         try:
             return action(client)
         except tweepy.errors.HTTPException as e:
-            raise _scrubbed(_http_error(e, now), self.config.secrets()) from e
+            raise _scrubbed(_http_error(e, now), self._redactor) from e
         except requests.RequestException as e:
-            raise _scrubbed(_network_error(e, self.config.timeout), self.config.secrets()) from e
+            raise _scrubbed(_network_error(e, self.config.timeout), self._redactor) from e
         except tweepy.errors.TweepyException as e:
             raise PermanentError(f"tweepy refused the request ({type(e).__name__})") from e
