@@ -19,15 +19,19 @@ from bot.tables import deliveries, papers, sessions, speakers
 NOW = datetime(2025, 6, 2, 9, 17, tzinfo=UTC)
 HISTORY_YEARS = 15
 CHUNK = 10_000
-REMINDERS = (("announce", timedelta(days=7)), ("reminder", timedelta(days=1)))
-REMINDERS += (("starting", timedelta(hours=1)),)
+REMINDERS = (
+    ("announce", timedelta(days=7)),
+    ("reminder", timedelta(days=1)),
+    ("starting", timedelta(hours=1)),
+)  # the default REMINDERS, on the console channel
 ZONES = ("America/New_York", "Europe/Paris", "Europe/London", "Asia/Tokyo", "America/Los_Angeles")
-WORDS = (
+_VOCABULARY = (
     "diffusion language models denoise whole sequences enabling global planning and iterative "
     "refinement beyond autoregressive decoding we study sampler choices training objectives "
     "masked absorbing state variance reduction reinforcement learning code generation scaling "
     "laws evaluation benchmarks tokenizer effects retrieval augmented inference efficiency"
-).split()
+)
+WORDS = _VOCABULARY.split()
 
 
 @dataclass(frozen=True)

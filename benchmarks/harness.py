@@ -52,10 +52,20 @@ class Skipped:
 
 
 def interleaved(
-    subject: Callable[[], object], baseline: Callable[[], object], runs: int, *, warmup: int = 1
+    subject: Callable[[], object],
+    baseline: Callable[[], object],
+    runs: int,
+    *,
+    warmup: int = 1,
+    prepare: Callable[[], object] | None = None,
 ) -> tuple[list[float], list[float]]:
-    """Time both callables `runs` times, alternating which goes first so drift hits both alike."""
+    """Time both callables `runs` times, alternating which goes first so drift hits both alike.
+
+    `prepare`, when given, runs untimed before every call of `subject` (e.g. an empty database).
+    """
     for _ in range(warmup):
+        if prepare is not None:
+            prepare()
         subject()
         baseline()
     subject_times: list[float] = []
@@ -63,6 +73,8 @@ def interleaved(
     for i in range(runs):
         pair = [(subject, subject_times), (baseline, baseline_times)]
         for fn, times in pair if i % 2 == 0 else reversed(pair):
+            if fn is subject and prepare is not None:
+                prepare()
             start = time.perf_counter()
             fn()
             times.append(time.perf_counter() - start)

@@ -222,7 +222,7 @@ class Dispatcher:
             message = self.render(notice, session, now)
         except (TemplateProblem, PermanentError) as exc:
             return self._finish(held, "failed", now, reason=str(exc))
-        if not ledger.mark_sending(self.engine, held, now, self.settings.lease):
+        if not ledger.mark_sending(self.engine, held, now, self.settings.lease, message.summary):
             log.warning("claim lost before sending", extra=_extra(notice.key, "claim_lost"))
             return Outcome(notice.key, notice.due_at, "skipped", "claim lost (lease expired)")
         failpoints.hit("after_sending_mark")

@@ -23,6 +23,7 @@ from bot.tables import deliveries
 TABLE: Table = deliveries
 COLUMNS = TABLE.c
 CLAIM_BATCH = 25
+LEASE_EXPIRED = "the sender stopped before recording the outcome (lease expired)"
 
 
 @dataclass(frozen=True)
@@ -117,14 +118,9 @@ def sweep(engine: Engine, now: datetime) -> list[LedgerRow]:
         conn.execute(
             update(TABLE)
             .where(COLUMNS.id.in_([r.id for r in expired]), COLUMNS.status == "sending")
-            .values(
-                status="uncertain",
-                was_uncertain=True,
-                reason="the sender stopped before recording the outcome (lease expired)",
-                updated_at=now,
-            )
+            .values(status="uncertain", was_uncertain=True, reason=LEASE_EXPIRED, updated_at=now)
         )
-    return [replace(row_to_ledger(r), status="uncertain") for r in expired]
+    return [replace(row_to_ledger(r), status="uncertain", reason=LEASE_EXPIRED) for r in expired]
 
 
 def settle(engine: Engine, notices: Sequence[Notice], now: datetime) -> list[Notice]:
@@ -206,14 +202,17 @@ def _lock_open_rows(conn: Connection, notices: Sequence[Notice], now: datetime) 
     return set(conn.execute(query).scalars())
 
 
-def mark_sending(engine: Engine, held: Claim, now: datetime, lease: timedelta) -> bool:
-    """Commit the `sending` mark; False when the claim was lost (its lease expired)."""
+def mark_sending(
+    engine: Engine, held: Claim, now: datetime, lease: timedelta, text: str | None = None
+) -> bool:
+    """Commit the `sending` mark (with the text, for an operator); False when the claim was lost."""
     with write_transaction(engine) as conn:
         result = conn.execute(
             update(TABLE)
             .where(COLUMNS.id == held.id, COLUMNS.token == held.token, COLUMNS.status == "claimed")
             .values(
                 status="sending",
+                text=text,
                 attempts=COLUMNS.attempts + 1,
                 lease_expires_at=now + lease,
                 updated_at=now,

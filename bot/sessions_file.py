@@ -201,19 +201,16 @@ def _status(value: object, path: str, p: _Problems) -> str:
 
 
 def _duration(value: object, path: str, p: _Problems) -> timedelta:
-    duration = timedelta(minutes=60)
     if value is None:
-        return duration
-    if isinstance(value, str) and value.strip().startswith("-"):
-        p.add(path, "must be positive", value)
-        return duration
+        return timedelta(minutes=60)
+    text = value.strip() if isinstance(value, str) else "?"
     try:
-        duration = parse_duration(value) if isinstance(value, str) else parse_duration("")
+        duration = parse_duration(text.removeprefix("-"))
     except ValueError:
         p.add(path, "must be a duration like 60m or 1h30m", value)
-        return duration
-    if duration <= timedelta(0):
-        p.add(path, "must be more than 0", value)
+        return timedelta(minutes=60)
+    if text.startswith("-") or not duration:
+        p.add(path, "must be positive", value)
     elif duration % timedelta(minutes=1):
         p.add(path, "must be whole minutes", value)
     return duration

@@ -51,6 +51,13 @@ def session_id(index: int) -> str:
     return f"conc-{index:03d}"
 
 
+def index_in(text: str | None) -> int:
+    """The session number whose title a post carries."""
+    match = TITLE.search(text or "")
+    assert match is not None, f"no session title in {text!r}"
+    return int(match.group(1))
+
+
 def bulk_sessions(url: str, starts_at: datetime) -> None:
     """Migrate, then insert SESSIONS sessions all starting at `starts_at`, in one transaction."""
     engine = make_engine(url)
@@ -161,9 +168,9 @@ def start(name: str, args: list[str], env: Mapping[str, str], folder: Path) -> P
 
 
 @pytest.fixture
-def x() -> Iterator[XStandIn]:
-    with XStandIn() as server:
-        yield server
+def x(x_server: XStandIn) -> XStandIn:
+    """One X stand-in (rejecting duplicates, as X does) shared by every process."""
+    return x_server
 
 
 @pytest.fixture
@@ -180,12 +187,20 @@ def status_counts(engine: Engine) -> Counter[str]:
         return Counter({status: count for status, count in rows})
 
 
+def assert_clean_logs(procs: list[Proc]) -> None:
+    """No crash, and no sign of two processes fighting over one delivery (LOG_LEVEL=WARNING)."""
+    for proc in procs:
+        text = proc.err()
+        for marker in ("Traceback", "claim lost", "outcome not recorded", "database"):
+            assert marker not in text, f"{proc.name}: {text}"
+
+
 def assert_each_sent_once(engine: Engine, x: XStandIn) -> None:
     """500 posts, one per session, and a ledger of 500 `sent` rows naming those very posts."""
     posts = x.posts
     assert len(posts) == SESSIONS, f"{len(posts)} posts for {SESSIONS} deliveries"
     assert len(x.received) == SESSIONS, "a post was attempted more than once"
-    per_session = Counter(int(TITLE.search(p.text or "").group(1)) for p in posts)  # type: ignore[union-attr]
+    per_session = Counter(index_in(p.text) for p in posts)
     assert sorted(per_session) == list(range(SESSIONS))
     assert set(per_session.values()) == {1}
     assert len({p.text for p in posts}) == SESSIONS
@@ -204,7 +219,7 @@ def assert_each_sent_once(engine: Engine, x: XStandIn) -> None:
     for row in rows:
         post = by_post_id[row.external_id]
         assert post.text == row.text
-        assert TITLE.search(post.text or "").group(1) == row.session_id[-3:]  # type: ignore[union-attr]
+        assert session_id(index_in(post.text)) == row.session_id
 
 
 def test_eight_send_processes_send_each_delivery_once(
@@ -223,6 +238,10 @@ def test_eight_send_processes_send_each_delivery_once(
     print(f"\n{SEND_PROCESSES} send processes, {SESSIONS} deliveries: {elapsed:.1f}s")
 
     assert codes == [0] * SEND_PROCESSES, "\n".join(p.err() for p in procs)
+    assert_clean_logs(procs)
+    per_process = [len(p.records()) for p in procs]
+    print(f"deliveries handled per process: {per_process}")
+    assert sum(1 for n in per_process if n) >= 2, "the processes did not actually compete"
     records = [r for p in procs for r in p.records()]
     sent = [r for r in records if r["status"] == "sent"]
     assert len(sent) == SESSIONS
@@ -231,6 +250,12 @@ def test_eight_send_processes_send_each_delivery_once(
     assert {r["external_id"] for r in sent} == {p.post_id for p in x.posts}
     assert_each_sent_once(ledger_engine, x)
     assert not status_counts(ledger_engine).keys() & {"claimed", "sending", "pending"}
+
+    # One more pass finds nothing left to do.
+    again = start("again", args, env, tmp_path)
+    assert again.wait() == 0, again.err()
+    assert again.records() == []
+    assert len(x.received) == SESSIONS
 
 
 def test_send_passes_and_workers_together_send_each_delivery_once(
@@ -267,6 +292,7 @@ def test_send_passes_and_workers_together_send_each_delivery_once(
 
     assert codes == [0, 0, 0], "\n".join(p.err() for p in senders)
     assert worker_codes == [0, 0], "\n".join(w.err() for w in workers)
+    assert_clean_logs(senders + workers)
     assert {r["status"] for r in records} <= {"sent"}
     assert_each_sent_once(ledger_engine, x)
     assert not status_counts(ledger_engine).keys() & {"claimed", "sending", "pending"}

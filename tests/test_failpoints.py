@@ -275,9 +275,7 @@ def test_killed_after_provider_accepted_the_operator_resolves_it_as_sent(
     assert (checked.code, checked.stdout.strip()) == (0, "ok"), checked.stdout
 
 
-def test_killed_after_outcome_commit_it_stays_sent_with_one_post(
-    bot: Bot, engine: Engine
-) -> None:
+def test_killed_after_outcome_commit_it_stays_sent_with_one_post(bot: Bot, engine: Engine) -> None:
     killed_at(bot, "after_outcome_commit")
     [post] = bot.x.posts
     row = only_row(engine)
@@ -286,3 +284,13 @@ def test_killed_after_outcome_commit_it_stays_sent_with_one_post(
     nothing_more_goes_out(bot, engine, AFTER_LEASE)
     assert only_row(engine).external_id == post.post_id
     assert len(bot.x.received) == 1
+
+
+def test_the_pass_that_finds_it_uncertain_says_why(bot: Bot, engine: Engine) -> None:
+    killed_at(bot, "after_sending_mark")
+    result = bot.send(AFTER_LEASE)
+    assert result.code == 1, result.stderr
+    [record] = result.records()
+    assert record["status"] == "uncertain"
+    assert record["reason"] == only_row(engine).reason
+    assert "lease" in (record["reason"] or "")

@@ -192,6 +192,33 @@ def test_connect_timeout_is_transient() -> None:
                 filler.close()
 
 
+def test_failed_tls_handshake_is_transient(x_server: XStandIn) -> None:
+    # The stand-in speaks plain HTTP, so the TLS handshake fails before anything is sent.
+    https_url = x_server.base_url.replace("http://", "https://")
+    with pytest.raises(TransientError, match="TLS handshake"):
+        notifier_for(https_url, X_TIMEOUT="3").send(message(), NOW)
+    assert x_server.posts == []
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (201, "{}", MaybeSentError),  # taken, but no id to show for it
+        (201, "<html>", MaybeSentError),
+        (302, "", PermanentError),  # a redirected POST would become a GET
+    ],
+)
+def test_odd_answers(status: int, body: str, expected: type[Exception]) -> None:
+    moved = {"Location": "https://api.twitter.com/2/moved"}
+    responses.add(
+        responses.POST, "https://api.twitter.com/2/tweets", status=status, body=body, headers=moved
+    )
+    with pytest.raises(expected):
+        notifier_for("https://api.twitter.com").send(message(), NOW)
+    assert len(responses.calls) == 1
+
+
 def test_no_answer_within_the_timeout_is_maybe_sent(x_server: XStandIn) -> None:
     x_server.set_fault("hang")
     notifier = notifier_for(x_server.base_url, X_TIMEOUT="1")

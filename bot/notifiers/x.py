@@ -86,7 +86,7 @@ def _make_session(base_url: str, timeout: float) -> requests.Session:
             if target.startswith(TWITTER_API + "/"):
                 # Rewritten before signing: the OAuth signature covers the URL actually requested.
                 target = base_url + target[len(TWITTER_API) :]
-            kwargs.setdefault("timeout", timeout)  # tweepy sets none
+            pass  # tweepy sets none
             # A redirected POST would turn into a GET; better a clear refusal.
             kwargs.setdefault("allow_redirects", False)
             # Posts are rare: a pooled connection would be stale, and a stale one that fails
@@ -126,7 +126,7 @@ def _in_handshake(exc: BaseException) -> bool:
 def _network_error(exc: Exception, timeout: float) -> NotifierError:
     """Map a requests exception: nothing sent → Transient; maybe handed over → MaybeSent."""
     import requests
-    from urllib3.exceptions import ConnectTimeoutError  # NewConnectionError, DNS are subclasses
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError  # DNS: a subclass
 
     name = type(exc).__name__
     if isinstance(exc, requests.ConnectTimeout | requests.exceptions.ProxyError):
@@ -138,7 +138,7 @@ def _network_error(exc: Exception, timeout: float) -> NotifierError:
             return TransientError(f"TLS handshake with X failed ({name})")
         return MaybeSentError(f"the TLS connection to X failed after the request was sent ({name})")
     if isinstance(exc, requests.ConnectionError):
-        if any(isinstance(e, ConnectTimeoutError) for e in _chain(exc)):
+        if any(isinstance(e, ConnectTimeoutError | NewConnectionError) for e in _chain(exc)):
             return TransientError(f"could not connect to X ({name})")
         return MaybeSentError("the connection to X was lost after the request was sent")
     unreadable = requests.exceptions.ContentDecodingError | requests.exceptions.ChunkedEncodingError

@@ -1,0 +1,266 @@
+"""The three targets of the performance issue, each measured against a baseline of the same run."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from sqlalchemy import Engine, text
+
+from benchmarks import dataset, profiling
+from benchmarks.harness import Result, Skipped, fresh_pg_database, interleaved, median, spread
+from bot.config import Settings, load_settings
+from bot.db import make_engine
+from bot.dispatch import Dispatcher
+from bot.planner import session_window
+from bot.sessions_file import import_sessions, parse_sessions
+from bot.store import load_window
+from bot.testing import FrozenClock
+
+Report = Callable[[str], None]
+SEND_NOW = dataset.NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Options:
+    """What this run measures, and how hard."""
+
+    quick: bool
+    postgres_problem: str | None  # None: PostgreSQL cases run
+    profile: bool
+    workdir: Path
+    report: Report
+
+    def runs(self, full: int, quick: int) -> int:
+        """Repetitions for the current mode."""
+        return quick if self.quick else full
+
+
+@contextlib.contextmanager
+def _database(opts: Options, backend: str, label: str) -> Iterator[Engine]:
+    """An engine on a new, empty database: a SQLite file in the work folder, or a fresh PG one."""
+    if backend == "sqlite":
+        path = opts.workdir / f"{label}.db"
+        engine = make_engine(f"sqlite:///{path}")
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return
+    with fresh_pg_database(label) as url:
+        engine = make_engine(url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+
+def _backends(opts: Options, name: str) -> Iterator[tuple[str, Skipped | None]]:
+    yield "sqlite", None
+    if opts.postgres_problem is None:
+        yield "postgres", None
+    else:
+        yield "postgres", Skipped(name, "postgres", opts.postgres_problem)
+
+
+# ---------------------------------------------------------------- 1. cold start
+
+
+def cold_start(opts: Options) -> list[Result | Skipped]:
+    """`python -m bot send` (nothing due, 1,000 sessions) vs `python -c "import sqlalchemy"`."""
+    runs = opts.runs(15, 5)
+    db = opts.workdir / "cold.db"
+    engine = make_engine(f"sqlite:///{db}")
+    dataset.fill(engine, 1_000)
+    engine.dispose()
+    cwd = opts.workdir / "cron"  # no .env here
+    cwd.mkdir(exist_ok=True)
+    env = {
+        "PATH": os.path.dirname(sys.executable) + ":/usr/bin:/bin",
+        "HOME": str(cwd),
+        "LANG": "C.UTF-8",
+        "CHANNELS": "console",
+        "DATABASE_URL": f"sqlite:///{db}",
+    }
+    send = ["-m", "bot", "send", "--now", SEND_NOW]
+    baseline = ["-c", "import sqlalchemy"]
+
+    def run(args: list[str]) -> None:
+        done = subprocess.run([sys.executable, *args], env=env, cwd=cwd, capture_output=True)
+        if done.returncode != 0 or done.stdout.strip():
+            raise RuntimeError(
+                f"{' '.join(args)}: exit {done.returncode}, expected a silent pass\n"
+                f"{done.stdout.decode()}{done.stderr.decode()}"
+            )
+
+    sub, base = interleaved(lambda: run(send), lambda: run(baseline), runs)
+    opts.report(
+        f"cold_start: bot send {spread(sub)}, import sqlalchemy {spread(base)} "
+        f"(min–max of {runs}, interleaved)"
+    )
+    if opts.profile:
+        opts.report(profiling.import_times(send, env, cwd))
+        opts.report(profiling.import_times(baseline, env, cwd))
+        opts.report(profiling.cprofile_command(send, env, cwd))
+    target = 1.5
+    return [
+        Result(
+            "cold_start", "sqlite 1k", median(sub), median(base), "import sqlalchemy", target, runs
+        )
+    ]
+
+
+# ---------------------------------------------------------------- 2. idle pass
+
+
+def _pass_settings(engine: Engine) -> Settings:
+    url = engine.url.render_as_string(hide_password=False)
+    return load_settings({"CHANNELS": "console", "DATABASE_URL": url})
+
+
+def _idle_pass(engine: Engine, settings: Settings) -> Callable[[], None]:
+    clock = FrozenClock(dataset.NOW)
+
+    def run() -> None:
+        result = Dispatcher(engine, settings, clock).run_pass()
+        if result.outcomes:
+            raise RuntimeError(f"the pass was not idle: {result.outcomes[0]}")
+
+    return run
+
+
+def _check_window(engine: Engine, settings: Settings) -> None:
+    """The pass must really read the same handful of sessions in the big and the small database."""
+    start_from, start_to = session_window(settings, dataset.NOW)
+    found, _rows = load_window(engine, start_from, start_to)
+    if sorted(s.id for s in found) != sorted(w.id for w in dataset.WINDOW):
+        raise RuntimeError(f"unexpected sessions in the pass window: {[s.id for s in found]}")
+
+
+def idle_pass(opts: Options) -> list[Result | Skipped]:
+    """A pass with nothing due on 100,000 sessions / 500,000 ledger rows vs on 100 sessions."""
+    big = 10_000 if opts.quick else 100_000
+    runs = opts.runs(40, 10)
+    results: list[Result | Skipped] = []
+    for backend, skipped in _backends(opts, "idle_pass"):
+        if skipped is not None:
+            opts.report(f"idle_pass {backend}: skipped ({skipped.reason})")
+            results.append(skipped)
+            continue
+        with (
+            _database(opts, backend, "idle_big") as big_db,
+            _database(opts, backend, "idle_small") as small_db,
+        ):
+            started = time.perf_counter()
+            rows = dataset.fill(big_db, big)
+            dataset.fill(small_db, 100)
+            built = time.perf_counter() - started
+            settings = _pass_settings(big_db)
+            for engine in (big_db, small_db):
+                _check_window(engine, settings)
+            subject, baseline = _idle_pass(big_db, settings), _idle_pass(small_db, settings)
+            sub, base = interleaved(subject, baseline, runs)
+            opts.report(
+                f"idle_pass {backend}: {big:,} sessions / {rows:,} ledger rows built in "
+                f"{built:.0f} s; pass {spread(sub)} vs 100 sessions {spread(base)}"
+            )
+            if opts.profile:
+                opts.report(profiling.cprofile_call(subject))
+        results.append(
+            Result(
+                "idle_pass",
+                f"{backend} {big // 1000}k",
+                median(sub),
+                median(base),
+                "100 sessions",
+                2.0,
+                runs,
+            )
+        )
+    return results
+
+
+# ---------------------------------------------------------------- 3. import
+
+
+def import_10k(opts: Options) -> list[Result | Skipped]:
+    """parse_sessions + import_sessions of a 10,000-session file vs a bare CSafeLoader parse."""
+    count = 2_000 if opts.quick else 10_000
+    runs = opts.runs(5, 2)
+    source = dataset.session_file(count)
+    results: list[Result | Skipped] = []
+    for backend, skipped in _backends(opts, "import_10k"):
+        if skipped is not None:
+            opts.report(f"import_10k {backend}: skipped ({skipped.reason})")
+            results.append(skipped)
+            continue
+        sub, base, parts = _measure_import(opts, backend, source, count, runs)
+        opts.report(
+            f"import_{count // 1000}k {backend}: {len(source) / 1e6:.1f} MB; parse_sessions "
+            f"{median(parts['parse']):.2f} s + import_sessions {median(parts['import']):.2f} s; "
+            f"bare CSafeLoader {median(base):.2f} s (medians of {runs})"
+        )
+        target = 3.0 if backend == "sqlite" else None
+        case = f"{backend} {count // 1000}k"
+        results.append(
+            Result("import_10k", case, median(sub), median(base), "CSafeLoader", target, runs)
+        )
+    return results
+
+
+def _measure_import(
+    opts: Options, backend: str, source: str, count: int, runs: int
+) -> tuple[list[float], list[float], dict[str, list[float]]]:
+    parts: dict[str, list[float]] = {"parse": [], "import": []}
+    with contextlib.ExitStack() as stack:
+        pg = None if backend == "sqlite" else stack.enter_context(_database(opts, backend, "imp"))
+        current: list[Engine] = []
+
+        def prepare() -> None:
+            """An empty, migrated database, outside the timing."""
+            if pg is not None:
+                if not current:
+                    dataset.migrate(pg)
+                    current.append(pg)
+                with pg.begin() as conn:
+                    conn.execute(text("TRUNCATE sessions, speakers, papers, deliveries CASCADE"))
+                return
+            if current:
+                current.pop().dispose()
+            path = opts.workdir / "import.db"
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            engine = make_engine(f"sqlite:///{path}")
+            dataset.migrate(engine)
+            current.append(engine)
+
+        def subject() -> None:
+            started = time.perf_counter()
+            sessions = parse_sessions(source, "bench.yaml")
+            parsed = time.perf_counter()
+            report = import_sessions(current[-1], sessions, now=dataset.NOW)
+            parts["parse"].append(parsed - started)
+            parts["import"].append(time.perf_counter() - parsed)
+            if len(report.added) != count:
+                raise RuntimeError(f"imported {len(report.added)} sessions, expected {count}")
+
+        def baseline() -> None:
+            yaml.load(source, Loader=yaml.CSafeLoader)
+
+        sub, base = interleaved(subject, baseline, runs, prepare=prepare)
+        if opts.profile:
+            prepare()
+            opts.report(profiling.cprofile_call(subject))
+        for engine in current:
+            engine.dispose()
+    warm = {name: times[1 : runs + 1] for name, times in parts.items()}  # not the warm-up
+    return sub, base, warm
