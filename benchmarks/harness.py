@@ -44,11 +44,12 @@ class Result:
 
 @dataclass(frozen=True)
 class Skipped:
-    """A case that could not run here, and why."""
+    """A case that could not run here (or broke: `error`), and why."""
 
     name: str
     case: str
     reason: str
+    error: bool = False
 
 
 def interleaved(
@@ -104,7 +105,8 @@ def table(results: Sequence[Result | Skipped]) -> str:
     rows: list[tuple[str, ...]] = [header]
     for r in results:
         if isinstance(r, Skipped):
-            rows.append((r.name, r.case, "-", "-", "-", "-", "-", f"SKIP ({r.reason})"))
+            verdict = "ERROR" if r.error else "SKIP"
+            rows.append((r.name, r.case, "-", "-", "-", "-", "-", verdict))
             continue
         limit = f"≤{r.target:g}×" if r.target is not None else "-"
         rows.append(

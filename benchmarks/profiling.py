@@ -25,8 +25,8 @@ def cprofile_call(fn: Callable[[], object], limit: int = 18) -> str:
 def cprofile_command(
     args: Sequence[str], env: Mapping[str, str], cwd: Path, limit: int = 25
 ) -> str:
-    """Run `python -m cProfile -s cumulative ARGS` once; the top of its report."""
-    command = [sys.executable, "-m", "cProfile", "-s", "cumulative", *args]
+    """Run `python -m cProfile -s tottime ARGS` once; the top of its report."""
+    command = [sys.executable, "-m", "cProfile", "-s", "tottime", *args]
     done = subprocess.run(command, env=dict(env), cwd=cwd, capture_output=True, text=True)
     lines = done.stdout.splitlines()
     start = next((i for i, line in enumerate(lines) if "function calls" in line), 0)

@@ -14,6 +14,7 @@ import platform
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -33,7 +34,9 @@ TARGETS: dict[str, Callable[[Options], list[Result | Skipped]]] = {
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer runs, smaller data (smoke)")
-    parser.add_argument("--only", choices=sorted(TARGETS), action="append", help="this target")
+    parser.add_argument(
+        "--only", choices=sorted(TARGETS), action="append", help="only this target (repeatable)"
+    )
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL cases")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     parser.add_argument("--profile", action="store_true", help="also show where the time goes")
@@ -95,11 +98,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             report=lambda line: print(line, flush=True),
         )
         for name in args.only or list(TARGETS):
-            results.extend(TARGETS[name](opts))
+            try:
+                results.extend(TARGETS[name](opts))
+            except Exception as exc:  # one broken target must not hide the others' figures
+                traceback.print_exc()
+                results.append(Skipped(name, "-", f"{name}: {type(exc).__name__}: {exc}", True))
     print()
     print(table(results))
-    failed = [r for r in results if isinstance(r, Result) and r.verdict == "FAIL"]
-    summary = f"{len(failed)} of {sum(isinstance(r, Result) for r in results)} cases FAIL"
+    for r in dict.fromkeys((r.error, r.reason) for r in results if isinstance(r, Skipped)):
+        print(f"{'ERROR' if r[0] else 'SKIP'}: {r[1].splitlines()[0]}")
+    failed = [
+        r
+        for r in results
+        if (isinstance(r, Result) and r.verdict == "FAIL") or (isinstance(r, Skipped) and r.error)
+    ]
+    summary = f"{len(failed)} of {len(results)} cases FAIL or broke"
     print(f"\n{summary}; {time.perf_counter() - started:.0f} s in all")
     return 1 if args.strict and failed else 0
 

@@ -122,7 +122,9 @@ def parse_now(value: str | None) -> datetime | None:
     try:
         return parse_instant(value)
     except ValueError as exc:
-        raise click.BadParameter(f"ISO 8601 time with an offset or Z needed ({value})") from exc
+        raise click.BadParameter(
+            f"ISO 8601 time with an offset or Z needed ({value})", param_hint="'--now'"
+        ) from exc
 
 
 now_option = click.option(

@@ -8,6 +8,7 @@ after the real now, and the passes run at simulated times before their start.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -56,22 +57,24 @@ def start() -> datetime:
 
 
 @pytest.fixture
-def bot(
-    tmp_path: Path, db_url: str, smtp_server: SmtpStandIn, x_server: XStandIn
-) -> BotCli:
+def bot(tmp_path: Path, db_url: str, smtp_server: SmtpStandIn, x_server: XStandIn) -> BotCli:
     """The CLI with CHANNELS=email,x pointed at both stand-ins, on db_url, REMINDERS default.
 
     PostgreSQL is migrated with `bot db upgrade` first, as a deployment's release step does;
     SQLite is migrated on first use.
     """
-    env = smtp_server.env() | X_KEYS | {
-        "X_API_BASE_URL": x_server.base_url,
-        "DATABASE_URL": db_url,
-        "CHANNELS": "email,x",
-    }
+    env = (
+        smtp_server.env()
+        | X_KEYS
+        | {
+            "X_API_BASE_URL": x_server.base_url,
+            "DATABASE_URL": db_url,
+            "CHANNELS": "email,x",
+        }
+    )
     bot = BotCli(tmp_path / "cwd", env)
     if not db_url.startswith("sqlite"):
-        code, out, err = bot("db", "upgrade")
+        code, _, err = bot("db", "upgrade")
         assert code == 0, err
     return bot
 
@@ -122,8 +125,11 @@ def test_each_notice_goes_out_once_at_its_time(
     x_server: XStandIn,
 ) -> None:
     imported(a_session("diffucoder", start))
-    announce, reminder, starting = (start - timedelta(days=7), start - timedelta(days=1),
-                                    start - timedelta(hours=1))  # fmt: skip
+    announce, reminder, starting = (
+        start - timedelta(days=7),
+        start - timedelta(days=1),
+        start - timedelta(hours=1),
+    )
 
     assert send(bot, announce - timedelta(minutes=1)) == []
     assert smtp_server.messages == [] and x_server.requests == []
@@ -159,8 +165,11 @@ def test_each_notice_goes_out_once_at_its_time(
     assert post.post_id == sent["x"]["external_id"]
     assert TITLE in (post.text or "") and MEETING in (post.text or "")
 
-    # The same pass again: already sent, nothing more goes out.
-    assert send(bot, announce) == []
+    # The same pass again (the same moment, written in New York time): nothing more goes out.
+    code, out, err = bot(
+        "send", "--now", f"{announce - timedelta(hours=5):%Y-%m-%dT%H:%M:%S}-05:00"
+    )
+    assert (code, out, err) == (0, "", "")
     assert smtp_server.accepted == 1 and len(x_server.requests) == 1
 
     code, out, err = bot("plan", "--now", iso(announce), "--json")
@@ -200,6 +209,29 @@ def test_each_notice_goes_out_once_at_its_time(
     }
 
 
+def test_concurrent_passes_send_each_delivery_once(
+    bot: BotCli,
+    imported: Importer,
+    start: datetime,
+    smtp_server: SmtpStandIn,
+    x_server: XStandIn,
+) -> None:
+    imported(a_session("diffucoder", start))
+    announce = start - timedelta(days=7)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: bot("send", "--now", iso(announce), "--json"), range(4)))
+    records = []
+    for code, out, err in results:
+        assert code == 0, err
+        assert "Traceback" not in err
+        records.extend(json_lines(out))
+    assert sorted((r["channel"], r["status"]) for r in records) == [
+        ("email", "sent"),
+        ("x", "sent"),
+    ]
+    assert smtp_server.accepted == 1 and len(x_server.requests) == 1
+
+
 # ---------------------------------------------------------------- dry run
 
 
@@ -212,9 +244,13 @@ def test_dry_run_prints_the_full_text_and_touches_nothing(
 ) -> None:
     imported(a_session("diffucoder", start))
     announce = start - timedelta(days=7)
+    db_file = bot.env["DATABASE_URL"].removeprefix("sqlite:///")
+    before = Path(db_file).read_bytes() if bot.env["DATABASE_URL"].startswith("sqlite") else b""
 
     code, out, err = bot("send", "--dry-run", "--now", iso(announce))
     assert code == 0, err
+    if before:
+        assert Path(db_file).read_bytes() == before
     assert "Traceback" not in out + err
     assert out.count("would_send") == 2
     assert TITLE in out and ABSTRACT in out and MEETING in out
@@ -329,8 +365,7 @@ def test_refused_for_good_fails_at_once_and_is_never_retried(
     assert len(x_server.requests) == 1
     smtp_server.mode = "ok"  # were it tried again, it would now go through
 
-    for later in (timedelta(minutes=1), timedelta(days=5)):
-        assert send(bot, t + later) == []
+    assert send(bot, t + timedelta(minutes=1)) == []  # when a retry would have come
     assert len(x_server.requests) == 1 and smtp_server.accepted == 0
     rows = by_channel(ledger(bot))
     assert rows["x"]["status"] == rows["email"]["status"] == "failed"
@@ -370,6 +405,24 @@ def test_over_limit_post_fails_without_reaching_x(
 
 
 # ---------------------------------------------------------------- late and past sessions
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_pass_after_the_start_reports_missed(
+    bot: BotCli, imported: Importer, start: datetime, smtp_server: SmtpStandIn, x_server: XStandIn
+) -> None:
+    """No pass ran all week (a worker was down): nothing goes out late, and send exits 1."""
+    imported(a_session("diffucoder", start))
+    records = send(bot, start + timedelta(minutes=5), code=1)
+    got = {(r["notice"], r["channel"]): r["status"] for r in records}
+    assert got[("starting", "email")] == got[("starting", "x")] == "missed"
+    assert set(got.values()) <= {"missed", "skipped"}
+    assert smtp_server.messages == [] and x_server.requests == []
+    code, out, err = bot("plan", "--now", iso(start + timedelta(minutes=6)), "--json")
+    assert code == 0, err
+    planned = {(r["notice"], r["channel"]): r["status"] for r in json_lines(out)}
+    # `plan` looks back 7 days: the announce (due 7 days and 6 minutes ago) is out of view.
+    assert planned == {k: v for k, v in got.items() if k[0] != "announce"}
 
 
 def test_session_added_late_sends_only_the_nearest_reminder(
@@ -414,9 +467,7 @@ def test_importing_past_sessions_sends_and_plans_nothing(
 # ---------------------------------------------------------------- preview, export
 
 
-def test_preview_renders_and_writes_html(
-    tmp_path: Path, sqlite_url: str, start: datetime
-) -> None:
+def test_preview_and_the_console_channel(tmp_path: Path, sqlite_url: str, start: datetime) -> None:
     bot = BotCli(tmp_path / "cwd", {"DATABASE_URL": sqlite_url, "CHANNELS": "console"})
     (tmp_path / "s.yaml").write_text(session_yaml([a_session("talk", start)]), encoding="utf-8")
     assert bot("sessions", "import", str(tmp_path / "s.yaml"))[0] == 0
@@ -434,12 +485,20 @@ def test_preview_renders_and_writes_html(
         "EMAIL_FROM": "bot@example.org",
         "EMAIL_TO": "list@example.org",
     }
-    code, out, err = bot("preview", "talk", "--channel", "email", "--html", str(html),
-                         env=email_env)  # fmt: skip
+    code, out, err = bot(
+        "preview", "talk", "--channel", "email", "--html", str(html), env=email_env
+    )
     assert code == 0, err
     assert "Subject:" in out and TITLE in out
     text = html.read_text(encoding="utf-8")
     assert "<html" in text.lower() and "DiffuCoder: Masked Diffusion &amp; Code Generation" in text
+
+    # With --json, stdout stays pure JSON Lines: the console channel writes to stderr.
+    code, out, err = bot("send", "--now", iso(start - timedelta(days=7)), "--json")
+    assert code == 0, err
+    [record] = json_lines(out)
+    assert (record["channel"], record["status"]) == ("console", "sent")
+    assert TITLE in err
 
 
 def test_export_round_trips(bot: BotCli, tmp_path: Path, start: datetime) -> None:
@@ -453,11 +512,16 @@ def test_export_round_trips(bot: BotCli, tmp_path: Path, start: datetime) -> Non
             "timezone": "America/New_York",
             "duration": "1h30m",
             "speakers": [
-                {"name": "Priya Raman", "affiliation": "UW", "x": "@priya",
-                 "bluesky": "priya.bsky.social", "mastodon": "@priya@sigmoid.social",
-                 "url": "https://example.org/priya"},
+                {
+                    "name": "Priya Raman",
+                    "affiliation": "UW",
+                    "x": "@priya",
+                    "bluesky": "priya.bsky.social",
+                    "mastodon": "@priya@sigmoid.social",
+                    "url": "https://example.org/priya",
+                },
                 {"name": "Daniel Okafor"},
-            ],  # fmt: skip
+            ],
             "abstract": "Line one.\n\n  Indented line two: with a colon.\n",
             "papers": [{"title": "LLaDA", "url": "https://arxiv.org/abs/2502.09992"}],
             "meeting_url": "https://example.zoom.us/j/1",

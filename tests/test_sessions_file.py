@@ -498,7 +498,7 @@ def test_any_text_gives_sessions_or_data_error(text: str) -> None:
         assert all("\n" not in line for line in exc.problems)
 
 
-TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=30).filter(
+TEXT = st.text(st.characters(exclude_categories=["Cs", "Cc"]), min_size=1, max_size=30).filter(
     lambda s: s.strip() == s and s
 )
 
@@ -506,7 +506,7 @@ TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max
 @settings(max_examples=200, deadline=None)
 @given(
     title=TEXT,
-    abstract=st.text(st.characters(blacklist_categories=("Cs",)), max_size=60),
+    abstract=st.text(st.characters(exclude_categories=["Cs"]), max_size=60),
     minutes=st.integers(1, 3000),
     zone=st.sampled_from([None, "America/New_York", "Europe/Paris", "Asia/Kolkata", "UTC"]),
     when=st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1)),

@@ -65,6 +65,7 @@ def test_post_arrives_with_its_text_and_an_oauth_header(
     assert post.text == "hello, readers"
     assert post.auth_scheme == "OAuth"
     assert "Authorization" not in post.headers
+    assert post.headers["Connection"] == "close"  # no stale pooled connection, days later
     assert receipt.external_id == post.post_id
 
 

@@ -86,7 +86,7 @@ def _make_session(base_url: str, timeout: float) -> requests.Session:
             if target.startswith(TWITTER_API + "/"):
                 # Rewritten before signing: the OAuth signature covers the URL actually requested.
                 target = base_url + target[len(TWITTER_API) :]
-            pass  # tweepy sets none
+            kwargs.setdefault("timeout", timeout)  # tweepy sets none
             # A redirected POST would turn into a GET; better a clear refusal.
             kwargs.setdefault("allow_redirects", False)
             # Posts are rare: a pooled connection would be stale, and a stale one that fails
