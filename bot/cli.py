@@ -257,8 +257,10 @@ def send_cmd(
     finally:
         dispatcher.close()
     _print_outcomes(app, result.outcomes, full_text=dry_run)
-    if not dry_run:
-        sys.exit(result.exit_code)
+    # A dry run "fails" only where a message would not render or is over its limit.
+    sys.exit(
+        result.exit_code if not dry_run else int(any(o.status == "failed" for o in result.outcomes))
+    )
 
 
 def _has_schema(app: App) -> bool:

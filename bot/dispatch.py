@@ -145,6 +145,14 @@ class Dispatcher:
         notices = plan(sessions, rows, self.settings, now, channels=channels)
         result.wake_at = next_wake(notices, now)
         result.upcoming = [n for n in notices if n.action == "wait"]
+        log.debug(
+            "pass at %s: %d sessions in window, %d notices, %d due",
+            iso(now),
+            len(sessions),
+            len(notices),
+            sum(n.action == "send" for n in notices),
+            extra={"event": "pass_planned", "dry_run": dry_run},
+        )
         decided = [n for n in notices if n.action in ("skip", "miss")]
         if not dry_run:
             decided = ledger.settle(self.engine, decided, now)

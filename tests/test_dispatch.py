@@ -83,7 +83,7 @@ def test_backoff_is_capped_at_thirty_minutes() -> None:
 
 def test_rate_limit_reset_is_honoured(engine: Engine) -> None:
     add_session(engine, "s1", START)
-    dispatcher, clock, x = make(engine, START - 7 * D)
+    dispatcher, _clock, x = make(engine, START - 7 * D)
     reset = START - 7 * D + 17 * M
     x.fail_with = TransientError("HTTP 429", retry_at=reset)
     dispatcher.run_pass(channels=["x"])
@@ -195,7 +195,7 @@ def test_clock_going_backwards_after_a_send_does_not_resend(engine: Engine) -> N
 def test_stopping_releases_unsent_claims(engine: Engine) -> None:
     for n in range(3):
         add_session(engine, f"s{n}", START)
-    dispatcher, clock, x = make(engine, START - 7 * D)
+    dispatcher, _clock, x = make(engine, START - 7 * D)
     x.fail_with = lambda _m: (setattr(dispatcher, "should_stop", lambda: True), None)[1]
     dispatcher.run_pass(channels=["x"])
     assert len(x.sent) == 1
