@@ -74,7 +74,6 @@ class PassResult:
 
     outcomes: list[Outcome] = field(default_factory=list)
     wake_at: datetime | None = None
-    upcoming: list[Notice] = field(default_factory=list)  # planned, not yet due
 
     @property
     def exit_code(self) -> int:
@@ -144,7 +143,6 @@ class Dispatcher:
         sessions, rows = load_window(self.engine, start_from, start_to, session_id=session_id)
         notices = plan(sessions, rows, self.settings, now, channels=channels)
         result.wake_at = next_wake(notices, now)
-        result.upcoming = [n for n in notices if n.action == "wait"]
         log.debug(
             "pass at %s: %d sessions in window, %d notices, %d due",
             iso(now),

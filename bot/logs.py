@@ -13,9 +13,10 @@ from typing import Any
 from bot.config import Secret, Settings
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
-# Libraries that log request headers or signing material at DEBUG.
+# Libraries that log request headers or signing material at DEBUG, or chatter at INFO.
 _QUIET = (
     "alembic",
+    "apscheduler",
     "oauthlib",
     "requests_oauthlib",
     "urllib3",

@@ -24,6 +24,7 @@ log = logging.getLogger("bot.worker")
 STOP_GRACE_SECONDS = 20
 MISFIRE_GRACE_SECONDS = 300
 EXIT_BAD_CONFIG = 2
+ANNOUNCE_HORIZON = timedelta(days=30)
 
 
 def real_clock() -> datetime:
@@ -150,19 +151,27 @@ class Worker:
                 log.exception("pass failed", extra={"event": "pass_failed"})
                 return
             if not self._announced:
-                self._announce(result)
+                self._announce()
             self._beat(result)
             self._arm(result)
 
-    def _announce(self, result: PassResult) -> None:
+    def _announce(self) -> None:
         """After the catch-up pass, say what the worker knows and what it will send next."""
+        from bot.planner import plan
+        from bot.store import load_window
+
         self._announced = True
-        upcoming = sorted(result.upcoming, key=lambda n: n.due_at)
-        sessions = {n.key.session_id for n in upcoming}
+        now = self.clock()
+        sessions, rows = load_window(self.engine, now, now + ANNOUNCE_HORIZON)
+        upcoming = sorted(
+            (n for n in plan(sessions, rows, self.settings, now) if n.action == "wait"),
+            key=lambda n: (n.due_at, n.key.session_id, n.key.channel),
+        )
         log.info(
-            "catch-up pass done: %d notices planned for %d sessions",
-            len(upcoming),
+            "knows %d upcoming sessions in the next %d days; %d notices planned",
             len(sessions),
+            ANNOUNCE_HORIZON.days,
+            len(upcoming),
             extra={"event": "worker_ready"},
         )
         for notice in upcoming[:5]:
