@@ -1,0 +1,121 @@
+"""Schema and migrations on real SQLite files and real PostgreSQL databases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, text
+
+from bot.db import (
+    SCHEMA_HEAD,
+    _alembic_config,
+    current_revision,
+    ensure_schema,
+    make_engine,
+    sqlite_path,
+    upgrade,
+)
+from bot.errors import ConfigError, SchemaError
+from bot.tables import metadata
+
+
+def test_schema_head_constant_is_alembics_head(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/h.db")
+    with engine.connect() as conn:
+        script = ScriptDirectory.from_config(_alembic_config(conn))
+    assert script.get_current_head() == SCHEMA_HEAD
+
+
+def test_migrations_build_exactly_the_models_schema(engine: Engine) -> None:
+    assert current_revision(engine) == SCHEMA_HEAD
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/w.db")
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+
+
+def test_postgres_is_not_migrated_behind_the_operators_back(pg_url: str) -> None:
+    engine = make_engine(pg_url)
+    with pytest.raises(SchemaError, match="bot db upgrade"):
+        ensure_schema(engine)
+    assert current_revision(engine) is None
+    upgrade(engine)
+    ensure_schema(engine)  # now fine
+    assert current_revision(engine) == SCHEMA_HEAD
+
+
+def test_postgres_without_upgrade_is_exit_2_naming_the_fix(pg_url: str, tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "DATABASE_URL": pg_url}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "send"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "run `bot db upgrade`" in result.stderr
+    assert "Traceback" not in result.stderr
+    upgraded = subprocess.run(
+        [sys.executable, "-m", "bot", "db", "upgrade"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert current_revision(make_engine(pg_url)) == SCHEMA_HEAD
+
+
+def test_first_use_by_many_processes_at_once_migrates_once(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/fresh.db",
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bot", "send", "--now", "2026-12-01T00:00Z"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, results
+    assert current_revision(make_engine(env["DATABASE_URL"])) == SCHEMA_HEAD
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///bot.db", Path("bot.db")),
+        ("sqlite:////srv/bot/bot.db", Path("/srv/bot/bot.db")),
+        ("sqlite:///:memory:", None),
+        ("postgresql+psycopg://u@h/db", None),
+    ],
+)
+def test_sqlite_path(url: str, path: Path | None) -> None:
+    assert sqlite_path(url) == path
+
+
+def test_a_missing_driver_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        make_engine("postgresql+nosuchdriver://u@h/db")
