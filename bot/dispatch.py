@@ -22,7 +22,7 @@ from bot.errors import (
 )
 from bot.notifiers import registry
 from bot.notifiers.base import DeliveryKey, Message, Notifier
-from bot.planner import Notice, next_wake, plan, session_window
+from bot.planner import Notice, plan, session_window, wake_times
 from bot.store import load_window
 
 if TYPE_CHECKING:
@@ -73,7 +73,12 @@ class PassResult:
     """Everything one pass handled, and when the next thing may fall due."""
 
     outcomes: list[Outcome] = field(default_factory=list)
-    wake_at: datetime | None = None
+    wake_times: list[datetime] = field(default_factory=list)  # future due and retry times
+
+    @property
+    def wake_at(self) -> datetime | None:
+        """The next moment something may fall due."""
+        return self.wake_times[0] if self.wake_times else None
 
     @property
     def exit_code(self) -> int:
@@ -142,7 +147,7 @@ class Dispatcher:
         start_from, start_to = session_window(self.settings, now)
         sessions, rows = load_window(self.engine, start_from, start_to, session_id=session_id)
         notices = plan(sessions, rows, self.settings, now, channels=channels)
-        result.wake_at = next_wake(notices, now)
+        result.wake_times = wake_times(notices, now)
         log.debug(
             "pass at %s: %d sessions in window, %d notices, %d due",
             iso(now),

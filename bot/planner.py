@@ -188,14 +188,18 @@ def _stale_rows(
     return out
 
 
-def next_wake(notices: Iterable[Notice], now: datetime) -> datetime | None:
-    """The next moment something may fall due: a reminder's due time or a retry's."""
-    times = [
+def wake_times(notices: Iterable[Notice], now: datetime) -> list[datetime]:
+    """Every future moment something may fall due (due times and retry times), sorted, distinct."""
+    times = {
         n.row.next_attempt_at
         if n.row is not None and n.row.next_attempt_at is not None
         else n.due_at
         for n in notices
         if n.action == "wait"
-    ]
-    future = [t for t in times if t > now]
-    return min(future, default=None)
+    }
+    return sorted(t for t in times if t > now)
+
+
+def next_wake(notices: Iterable[Notice], now: datetime) -> datetime | None:
+    """The next moment something may fall due."""
+    return next(iter(wake_times(notices, now)), None)

@@ -25,6 +25,7 @@ STOP_GRACE_SECONDS = 20
 MISFIRE_GRACE_SECONDS = 300
 EXIT_BAD_CONFIG = 2
 ANNOUNCE_HORIZON = timedelta(days=30)
+MAX_DUE_JOBS = 500  # beyond that, later polls add the rest
 
 
 def real_clock() -> datetime:
@@ -73,18 +74,7 @@ class Worker:
             for line in problems:
                 log.error("cannot start: %s", line, extra={"event": "worker_refused"})
             return EXIT_BAD_CONFIG
-        from apscheduler.executors.pool import ThreadPoolExecutor
-        from apscheduler.schedulers.background import BackgroundScheduler
-
-        self._scheduler = BackgroundScheduler(
-            timezone=UTC,
-            executors={"default": ThreadPoolExecutor(1)},
-            job_defaults={
-                "coalesce": True,
-                "max_instances": 1,
-                "misfire_grace_time": MISFIRE_GRACE_SECONDS,
-            },
-        )
+        self._scheduler = self.make_scheduler()
         self._install_signals()
         log.info(
             "worker %s started: channels %s, reminders %s",
@@ -103,6 +93,22 @@ class Worker:
         )
         self.stopping.wait()
         return self._shutdown()
+
+    @staticmethod
+    def make_scheduler() -> Any:
+        """A background scheduler whose jobs never overlap: one thread, coalesced, one instance."""
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        return BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(1)},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": MISFIRE_GRACE_SECONDS,
+            },
+        )
 
     def _install_signals(self) -> None:
         def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -185,13 +191,23 @@ class Worker:
             )
 
     def _arm(self, result: PassResult) -> None:
-        if result.wake_at is None or self.stopping.is_set():
+        """Keep exactly one date job per upcoming due time, rebuilt from this pass's plan."""
+        if self.stopping.is_set() or self._scheduler is None:
             return
-        # Re-armed after every pass, so a changed database moves the wake-up at the next poll.
-        self._scheduler.add_job(
-            self.tick, "date", run_date=result.wake_at, id="wake", replace_existing=True
-        )
-        log.debug("next wake at %s", result.wake_at.isoformat(), extra={"event": "wake_armed"})
+        wanted = {f"due-{t:%Y%m%dT%H%M%S.%f}": t for t in result.wake_times[:MAX_DUE_JOBS]}
+        for job in self._scheduler.get_jobs():
+            if job.id.startswith("due-") and job.id not in wanted:
+                job.remove()
+        for job_id, when in wanted.items():
+            if self._scheduler.get_job(job_id) is None:
+                self._scheduler.add_job(self.tick, "date", run_date=when, id=job_id)
+        if result.wake_at is not None:
+            log.debug(
+                "%d due-time jobs; next at %s",
+                len(wanted),
+                result.wake_at.isoformat(),
+                extra={"event": "wake_armed"},
+            )
 
     def _beat(self, result: PassResult) -> None:
         now = self.clock()

@@ -10,10 +10,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete
 
+from bot import tables
 from bot.config import Reminder, Settings
-from bot.db import ensure_schema, make_engine
+from bot.db import ensure_schema, make_engine, write_transaction
 from bot.testing import FrozenClock, RecordingNotifier
 from bot.worker import Worker, latest_heartbeat
 from tests.support.data import add_session, deliveries
@@ -132,3 +133,27 @@ def test_health_is_1_without_a_worker(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "no worker heartbeat" in result.stdout
+
+
+def test_one_scheduler_job_per_upcoming_due_time_rebuilt_each_pass(engine: Engine) -> None:
+    add_session(engine, "s1", START)
+    add_session(engine, "s2", START + 2 * H)
+    settings = Settings(
+        channels=("x",),
+        reminders=(Reminder("reminder", D, ("x",)), Reminder("starting", H, ("x",))),
+    )
+    clock = FrozenClock(START - 36 * H)  # both sessions inside the window a pass reads
+    worker = Worker(engine, settings, clock)
+    worker._scheduler = Worker.make_scheduler()
+    worker._scheduler.start(paused=True)  # inspect the jobs; run none
+    try:
+        worker.tick()
+        due = sorted(j.next_run_time for j in worker._scheduler.get_jobs())
+        assert due == [START - D, START + 2 * H - D, START - H, START + H]
+        with write_transaction(engine) as conn:
+            conn.execute(delete(tables.sessions).where(tables.sessions.c.id == "s2"))
+        worker.tick()
+        due = sorted(j.next_run_time for j in worker._scheduler.get_jobs())
+        assert due == [START - D, START - H]
+    finally:
+        worker._scheduler.shutdown(wait=False)
