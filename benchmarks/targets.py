@@ -21,7 +21,8 @@ from bot.config import Settings, load_settings
 from bot.db import make_engine
 from bot.dispatch import Dispatcher
 from bot.planner import session_window
-from bot.sessions_file import import_sessions, parse_sessions
+from bot.sessions_file import parse_sessions
+from bot.sessions_import import import_sessions
 from bot.store import load_window
 from bot.testing import FrozenClock
 

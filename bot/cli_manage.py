@@ -39,7 +39,8 @@ def register(cli: click.Group) -> None:
     @click.option("--prune", is_flag=True, help="Remove sessions missing from the file.")
     def import_cmd(file: str, dry_run: bool, prune: bool) -> None:
         """Upsert sessions from FILE, all or nothing."""
-        from bot.sessions_file import import_sessions, parse_sessions
+        from bot.sessions_file import parse_sessions
+        from bot.sessions_import import import_sessions
 
         path = Path(file)
         try:
@@ -56,6 +57,7 @@ def register(cli: click.Group) -> None:
             ("updated", report.updated),
             ("removed", report.pruned),
             ("cancelled", report.cancelled_by_prune),
+            ("kept (already held or cancelled)", report.kept),
         ):
             for session_id in ids:
                 click.echo(f"{verb}{label}: {session_id}")
@@ -75,7 +77,7 @@ def register(cli: click.Group) -> None:
     @json_option
     def list_cmd(show_all: bool) -> None:
         """Upcoming sessions (with --all, every session)."""
-        from bot.sessions_file import load_all_sessions
+        from bot.sessions_import import load_all_sessions
 
         app = _app()
         now = datetime.now(UTC)
@@ -112,7 +114,8 @@ def register(cli: click.Group) -> None:
     @click.argument("file", required=False, type=click.Path(dir_okay=False))
     def export_cmd(file: str | None) -> None:
         """Write every session in the import format (to FILE, or standard output)."""
-        from bot.sessions_file import export_sessions, load_all_sessions
+        from bot.sessions_file import export_sessions
+        from bot.sessions_import import load_all_sessions
 
         text = export_sessions(load_all_sessions(_app().engine(), include_past=True))
         if file is None:
