@@ -14,7 +14,7 @@ from bot.errors import ConfigError, SchemaError
 
 # The newest migration in bot/migrations/versions. A test checks it against Alembic's own head,
 # so that a cron `bot send` can compare versions without importing Alembic.
-SCHEMA_HEAD = "0001_initial"
+SCHEMA_HEAD = "0002_change_history"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 

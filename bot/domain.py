@@ -47,6 +47,8 @@ class SessionData:
     status: str = "scheduled"
     sequence: int = 0
     occurrence_since: datetime | None = None  # when starts_at took its current value
+    status_since: datetime | None = None  # when status took its current value
+    recording_since: datetime | None = None  # when recording_url took its current value
 
     @property
     def ends_at(self) -> datetime:
@@ -77,4 +79,6 @@ def session_data(row: Session) -> SessionData:
         status=row.status,
         sequence=row.sequence,
         occurrence_since=row.occurrence_since,
+        status_since=row.status_since,
+        recording_since=row.recording_since,
     )

@@ -9,7 +9,16 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, relationship
 from bot import tables
 from bot.tables import UTCDateTime
 
-__all__ = ["Base", "Delivery", "Heartbeat", "Paper", "Session", "Speaker", "UTCDateTime"]
+__all__ = [
+    "Base",
+    "Delivery",
+    "Heartbeat",
+    "Paper",
+    "Session",
+    "SessionChange",
+    "Speaker",
+    "UTCDateTime",
+]
 
 
 class Base(DeclarativeBase):
@@ -34,6 +43,8 @@ class Session(Base):
     status: Mapped[str]
     sequence: Mapped[int]
     occurrence_since: Mapped[datetime]
+    status_since: Mapped[datetime | None]
+    recording_since: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -98,6 +109,20 @@ class Delivery(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+class SessionChange(Base):
+    """One recorded change to a session field."""
+
+    __table__ = tables.session_changes
+
+    id: Mapped[int]
+    session_id: Mapped[str]
+    changed_at: Mapped[datetime]
+    field: Mapped[str]
+    old_value: Mapped[str | None]
+    new_value: Mapped[str | None]
+    source: Mapped[str]
 
 
 class Heartbeat(Base):

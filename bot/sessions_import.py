@@ -16,9 +16,8 @@ from bot.store import load_sessions
 # A delivery in one of these states may have reached people: its session is cancelled, not deleted.
 MAYBE_SENT = ("sent", "sending", "uncertain", "claimed")
 # What an import compares, in the order changes are reported.
-COMPARED = tuple(
-    f.name for f in fields(SessionData) if f.name not in ("id", "sequence", "occurrence_since")
-)
+_BOOKKEEPING = ("id", "sequence", "occurrence_since", "status_since", "recording_since")
+COMPARED = tuple(f.name for f in fields(SessionData) if f.name not in _BOOKKEEPING)
 
 
 @dataclass(frozen=True)
@@ -45,6 +44,7 @@ class _Writes:
     emptied: list[str] = field(default_factory=list)  # ids whose old speakers and papers go
     deleted: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)  # rows for session_changes
 
 
 def import_sessions(
@@ -54,32 +54,54 @@ def import_sessions(
     now: datetime,
     prune: bool = False,
     dry_run: bool = False,
+    source: str = "import",
 ) -> ImportReport:
     """Upsert `sessions` by id in one write transaction; `prune` removes the ones not given."""
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     if dry_run:
         with engine.connect() as conn, conn.begin():
-            return _plan(conn, sessions, now, prune, ImportReport(dry_run=True))[0]
+            return _plan(conn, sessions, now, prune, ImportReport(dry_run=True), source)[0]
     with write_transaction(engine) as conn:
         if not is_sqlite(conn):  # importers queue behind one another, as BEGIN IMMEDIATE does
             conn.execute(text("LOCK TABLE sessions IN SHARE ROW EXCLUSIVE MODE"))
-        report, writes = _plan(conn, sessions, now, prune, ImportReport())
+        report, writes = _plan(conn, sessions, now, prune, ImportReport(), source)
         _write(conn, writes, now)
     return report
 
 
 def _plan(
-    conn: Connection, sessions: list[SessionData], now: datetime, prune: bool, report: ImportReport
+    conn: Connection,
+    sessions: list[SessionData],
+    now: datetime,
+    prune: bool,
+    report: ImportReport,
+    source: str,
 ) -> tuple[ImportReport, _Writes]:
     existing = {s.id: s for s in load_sessions(conn)}
     w = _Writes()
+
+    def record(sid: str, name: str, old: object, new: object) -> None:
+        w.history.append(
+            {
+                "session_id": sid,
+                "changed_at": now,
+                "field": name,
+                "old_value": _as_text(old),
+                "new_value": _as_text(new),
+                "source": source,
+            }
+        )
+
     for new in sessions:
         old = existing.get(new.id)
         if old is None:
             report.added.append(new.id)
-            w.new.append(_row(new, 0, now, now) | {"created_at": now})
+            recording_since = now if new.recording_url else None
+            row = _row(new, 0, now, now) | {"status_since": now, "recording_since": recording_since}
+            w.new.append(row | {"created_at": now})
             w.children.append(new)
+            record(new.id, "created", None, new.starts_at)
             continue
         changed = [name for name in COMPARED if getattr(new, name) != getattr(old, name)]
         if not changed:
@@ -87,10 +109,16 @@ def _plan(
             continue
         report.updated.append(new.id)
         report.changes[new.id] = changed
+        for name in changed:
+            record(new.id, name, getattr(old, name), getattr(new, name))
+        since = {
+            "status_since": now if "status" in changed else old.status_since,
+            "recording_since": now if "recording_url" in changed else old.recording_since,
+        }
         if "starts_at" in changed:  # a new occurrence: reminders due before now are history
-            w.changed.append(_row(new, old.sequence + 1, now, now))
+            w.changed.append(_row(new, old.sequence + 1, now, now) | since)
         else:
-            w.changed.append(_row(new, old.sequence, old.occurrence_since, now))
+            w.changed.append(_row(new, old.sequence, old.occurrence_since, now) | since)
         if "speakers" in changed or "papers" in changed:
             w.children.append(new)
             w.emptied.append(new.id)
@@ -101,9 +129,11 @@ def _plan(
             if sid not in sent:
                 report.pruned.append(sid)
                 w.deleted.append(sid)
+                record(sid, "deleted", existing[sid].starts_at, None)
             elif existing[sid].starts_at > now and existing[sid].status != "cancelled":
                 report.cancelled_by_prune.append(sid)
                 w.cancelled.append(sid)
+                record(sid, "status", existing[sid].status, "cancelled")
             else:  # it took place, or its cancellation is already known
                 report.kept.append(sid)
     return report, w
@@ -133,8 +163,13 @@ def _write(conn: Connection, w: _Writes, now: datetime) -> None:
         rows = [{"b_id": r["id"]} | {k: v for k, v in r.items() if k != "id"} for r in w.changed]
         conn.execute(update(tables.sessions).where(by_id), rows)
     if w.cancelled:
-        rows = [{"b_id": sid, "status": "cancelled", "updated_at": now} for sid in w.cancelled]
+        rows = [
+            {"b_id": sid, "status": "cancelled", "status_since": now, "updated_at": now}
+            for sid in w.cancelled
+        ]
         conn.execute(update(tables.sessions).where(by_id), rows)
+    if w.history:
+        conn.execute(insert(tables.session_changes), w.history)
     for table, field_name in ((tables.speakers, "speakers"), (tables.papers, "papers")):
         rows = [
             {"session_id": s.id, "position": i, **vars(item)}
@@ -143,6 +178,17 @@ def _write(conn: Connection, w: _Writes, now: datetime) -> None:
         ]
         if rows:
             conn.execute(insert(table), rows)
+
+
+def _as_text(value: object) -> str | None:
+    """A change's old or new value as the history stores it."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, tuple):
+        return "; ".join(str(getattr(v, "name", None) or getattr(v, "title", v)) for v in value)
+    return str(value)[:2000]
 
 
 def load_all_sessions(

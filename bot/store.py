@@ -63,6 +63,8 @@ def load_sessions(
             status=r.status,
             sequence=r.sequence,
             occurrence_since=r.occurrence_since,
+            status_since=r.status_since,
+            recording_since=r.recording_since,
         )
         for r in rows
     ]

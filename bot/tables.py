@@ -61,8 +61,24 @@ sessions = Table(
     Column("sequence", Integer, nullable=False, default=0),
     # When `starts_at` took its current value: a reminder due before that is history, not missed.
     Column("occurrence_since", UTCDateTime, nullable=False),
+    # When `status` and `recording_url` took their current values (cancelled / recording notices).
+    Column("status_since", UTCDateTime),
+    Column("recording_since", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Every change to a session, with its time: why a rescheduled or cancelled notice exists.
+session_changes = Table(
+    "session_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(80), nullable=False, index=True),
+    Column("changed_at", UTCDateTime, nullable=False),
+    Column("field", String(40), nullable=False),
+    Column("old_value", Text),
+    Column("new_value", Text),
+    Column("source", String(40), nullable=False),  # import | set | cancel | prune
 )
 
 speakers = Table(
