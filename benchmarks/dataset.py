@@ -221,6 +221,45 @@ def fill(engine: Engine, total_sessions: int, ledger_per_session: int = 5, seed:
     return ledger_count
 
 
+def upcoming(
+    engine: Engine,
+    starts: list[datetime],
+    *,
+    reminders: tuple[tuple[str, timedelta], ...] = REMINDERS,
+    channel: str = "console",
+    sent_before: datetime | None = None,
+    seed: int = 13,
+) -> None:
+    """Migrate, then insert one session per start (`up-00000`, …), each with a unique title.
+
+    Every reminder due before `sent_before` gets a `sent` ledger row, as a worker that has been
+    running would have left it; the others have no row yet and wait for their due time.
+    """
+    migrate(engine)
+    texts = _Texts(random.Random(seed))
+    session_rows, speaker_rows, paper_rows, ledger = [], [], [], []
+    for index, start in enumerate(starts):
+        sid = f"up-{index:05d}"
+        row = _session_row(sid, start, texts)
+        row["title"] = f"{row['title']} ({sid})"  # X refuses a post identical to an earlier one
+        session_rows.append(row)
+        speaker, paper = _children(sid, texts)
+        speaker_rows.append(speaker)
+        paper_rows.append(paper)
+        for name, offset in reminders:
+            if sent_before is not None and start - offset < sent_before:
+                ledger.append(_ledger_row(sid, start, name, channel, offset, "sent"))
+    with engine.begin() as conn:
+        for table, rows in (
+            (sessions, session_rows),
+            (speakers, speaker_rows),
+            (papers, paper_rows),
+            (deliveries, ledger),
+        ):
+            for chunk in range(0, len(rows), CHUNK):
+                conn.execute(insert(table), rows[chunk : chunk + CHUNK])
+
+
 # ---------------------------------------------------------------- session file
 
 

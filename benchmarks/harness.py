@@ -52,6 +52,53 @@ class Skipped:
     error: bool = False
 
 
+@dataclass(frozen=True)
+class Figure:
+    """One figure in its own unit, held to an absolute limit (or informational).
+
+    For the targets that are not a ratio of two timings: a lateness in seconds, a resident size in
+    MB, a CPU share in %, a rate in deliveries/s. A baseline of the same run, when there is one, is
+    shown next to it with the ratio; the verdict looks only at `limit` (value ≤ limit passes).
+    """
+
+    name: str
+    case: str
+    value: float
+    unit: str  # "s", "MB", "%" or "/s"
+    limit: float | None  # the largest value that passes; None: informational
+    runs: int  # how many samples the value summarises
+    baseline: float | None = None
+    baseline_label: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        """value / baseline, when there is a baseline."""
+        if self.baseline is None:
+            return None
+        return self.value / self.baseline if self.baseline > 0 else float("inf")
+
+    @property
+    def verdict(self) -> str:
+        """PASS, FAIL, or INFO for a figure without a limit."""
+        if self.limit is None:
+            return "INFO"
+        return "PASS" if self.value <= self.limit else "FAIL"
+
+
+Case = Result | Figure | Skipped
+
+
+def fmt_value(value: float, unit: str) -> str:
+    """A figure with its unit."""
+    if unit == "s":
+        return fmt_seconds(value)
+    if unit == "/s":
+        return f"{value:,.0f}/s"
+    if unit == "%":
+        return f"{value:.2f} %"
+    return f"{value:.1f} {unit}"
+
+
 def interleaved(
     subject: Callable[[], object],
     baseline: Callable[[], object],
@@ -99,7 +146,7 @@ def fmt_seconds(value: float) -> str:
     return f"{value:.2f} s"
 
 
-def table(results: Sequence[Result | Skipped]) -> str:
+def table(results: Sequence[Case]) -> str:
     """The compact end-of-run table."""
     header = ("target", "case", "measured", "baseline", "ratio", "limit", "runs", "result")
     rows: list[tuple[str, ...]] = [header]
@@ -107,6 +154,23 @@ def table(results: Sequence[Result | Skipped]) -> str:
         if isinstance(r, Skipped):
             verdict = "ERROR" if r.error else "SKIP"
             rows.append((r.name, r.case, "-", "-", "-", "-", "-", verdict))
+            continue
+        if isinstance(r, Figure):
+            ratio = r.ratio
+            rows.append(
+                (
+                    r.name,
+                    r.case,
+                    fmt_value(r.value, r.unit),
+                    "-"
+                    if r.baseline is None
+                    else f"{fmt_value(r.baseline, r.unit)} ({r.baseline_label})",
+                    "-" if ratio is None else f"{ratio:.2f}×",
+                    "-" if r.limit is None else f"≤{r.limit:g} {r.unit}".replace(" /s", "/s"),
+                    str(r.runs),
+                    r.verdict,
+                )
+            )
             continue
         limit = f"≤{r.target:g}×" if r.target is not None else "-"
         rows.append(

@@ -1,7 +1,10 @@
 """`make bench`: measure the performance targets, each against a baseline taken in the same run.
 
-Every target is a ratio (these machines are noisy, absolute times mean little): the median of N
-runs of the thing measured, over the median of N interleaved runs of its baseline.
+The timing targets are ratios (these machines are noisy, absolute times mean little): the median
+of N runs of the thing measured, over the median of N interleaved runs of its baseline. The
+real-time targets (benchmarks/live.py: lateness, idle_worker, throughput) run real `bot`
+processes against the wall clock and hold absolute figures to absolute limits, each shown next to
+its baseline from the same run where there is one.
 
     .venv/bin/python benchmarks/run.py [--quick] [--only NAME] [--no-postgres] [--strict]
 """
@@ -21,13 +24,17 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `bot` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.harness import Result, Skipped, postgres_problem, table
+from benchmarks.harness import Case, Figure, Result, Skipped, postgres_problem, table
+from benchmarks.live import idle_worker, lateness, throughput
 from benchmarks.targets import Options, cold_start, idle_pass, import_10k
 
-TARGETS: dict[str, Callable[[Options], list[Result | Skipped]]] = {
+TARGETS: dict[str, Callable[[Options], Sequence[Case]]] = {
     "cold_start": cold_start,
     "idle_pass": idle_pass,
     "import_10k": import_10k,
+    "lateness": lateness,
+    "idle_worker": idle_worker,
+    "throughput": throughput,
 }
 
 
@@ -88,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line)
     print(f"mode: {'quick (smoke run: smaller data, fewer runs)' if args.quick else 'full'}")
     print(flush=True)
-    results: list[Result | Skipped] = []
+    results: list[Case] = []
     with tempfile.TemporaryDirectory(prefix="bot-bench-") as workdir:
         opts = Options(
             quick=args.quick,
@@ -110,7 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = [
         r
         for r in results
-        if (isinstance(r, Result) and r.verdict == "FAIL") or (isinstance(r, Skipped) and r.error)
+        if (isinstance(r, Result | Figure) and r.verdict == "FAIL")
+        or (isinstance(r, Skipped) and r.error)
     ]
     summary = f"{len(failed)} of {len(results)} cases FAIL or broke"
     print(f"\n{summary}; {time.perf_counter() - started:.0f} s in all")

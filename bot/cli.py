@@ -303,7 +303,9 @@ def plan_cmd(now_text: str | None, days: int) -> None:
     settings = app.settings
     now = make_clock(parse_now(now_text))()
     longest = max((r.offset for r in settings.reminders), default=timedelta(0))
-    sessions, rows = load_window(app.engine(), now - HISTORY, now + timedelta(days=days) + longest)
+    sessions, rows = load_window(
+        app.engine(), now - HISTORY, now + timedelta(days=days) + longest, announced_after=now
+    )
     notices = [
         n
         for n in plan(sessions, rows, settings, now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -145,7 +145,9 @@ class Dispatcher:
                 self._log(outcome)
                 result.outcomes.append(outcome)
         start_from, start_to = session_window(self.settings, now)
-        sessions, rows = load_window(self.engine, start_from, start_to, session_id=session_id)
+        sessions, rows = load_window(
+            self.engine, start_from, start_to, session_id=session_id, announced_after=now
+        )
         notices = plan(sessions, rows, self.settings, now, channels=channels)
         result.wake_times = wake_times(notices, now)
         log.debug(
@@ -166,6 +168,10 @@ class Dispatcher:
             result.outcomes.append(outcome)
         by_id = {s.id: s for s in sessions}
         due = [n for n in notices if n.action == "send"]
+        for notice in (n for n in notices if n.action == "rearm"):
+            if notice.row is not None and (dry_run or ledger.rearm(self.engine, notice, now)):
+                fresh = replace(notice.row, status="pending", attempts=0, was_uncertain=False)
+                due.append(replace(notice, action="send", row=fresh))
         if dry_run:
             result.outcomes.extend(self._dry_run(due, by_id, now))
         else:
@@ -179,6 +185,9 @@ class Dispatcher:
     def render(self, notice: Notice, session: SessionData, now: datetime) -> Message:
         """Render one notice; raise TemplateProblem, or PermanentError when over the limit."""
         cls = registry.get(notice.key.channel)
+        previous = None
+        if notice.previous is not None:
+            previous = replace(session, starts_at=notice.previous)
         message = self.renderer.render(
             key=notice.key,
             session=session,
@@ -187,7 +196,10 @@ class Dispatcher:
             first=notice.first,
             now=now,
             parts=cls.parts,
+            previous=previous,
         )
+        if notice.thread:
+            message = replace(message, replies_to=notice.thread)
         problem = cls.over_limit(message.text)
         if problem is not None:
             raise PermanentError(problem)

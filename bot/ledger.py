@@ -57,6 +57,7 @@ def row_to_ledger(row: Row[Any]) -> LedgerRow:
         external_id=m["external_id"],
         text=m["text"],
         was_uncertain=m["was_uncertain"],
+        sent_at=m["sent_at"],
     )
 
 
@@ -260,3 +261,34 @@ def release(engine: Engine, held: Sequence[Claim], now: datetime) -> None:
                 )
                 .values(status="pending", token=None, lease_expires_at=None, updated_at=now)
             )
+
+
+def rearm(engine: Engine, notice: Notice, now: datetime) -> bool:
+    """Reset a final row that belongs to an earlier change, so this change gets its own notice."""
+    row = notice.row
+    if row is None:
+        return False
+    with write_transaction(engine) as conn:
+        result = conn.execute(
+            update(TABLE)
+            .where(
+                COLUMNS.id == row.id,
+                COLUMNS.status == row.status,
+                COLUMNS.due_at < notice.due_at,
+            )
+            .values(
+                status="pending",
+                due_at=notice.due_at,
+                deadline=notice.deadline,
+                attempts=0,
+                was_uncertain=False,
+                external_id=None,
+                token=None,
+                next_attempt_at=None,
+                lease_expires_at=None,
+                sent_at=None,
+                reason=notice.reason,
+                updated_at=now,
+            )
+        )
+        return result.rowcount == 1

@@ -80,7 +80,9 @@ def template_problems(engine: Engine, settings: Settings, now: datetime) -> list
 
     dispatcher = Dispatcher(engine, settings, lambda: now)
     problems = [f"templates: {p}" for p in dispatcher.renderer.check_syntax()]
-    sessions, rows = load_window(engine, now - timedelta(days=1), now + CHECK_HORIZON)
+    sessions, rows = load_window(
+        engine, now - timedelta(days=1), now + CHECK_HORIZON, announced_after=now
+    )
     by_id = {s.id: s for s in sessions}
     for notice in plan(sessions, rows, settings, now):
         if notice.action not in ("send", "wait") or notice.offset is None:

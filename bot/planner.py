@@ -29,7 +29,10 @@ OPEN_STATES = frozenset({"pending", "retrying"})
 IN_FLIGHT_STATES = frozenset({"claimed", "sending"})
 FINAL_STATES = frozenset({"sent", "failed", "skipped", "missed", "uncertain"})
 
-Action = Literal["send", "skip", "miss", "wait", "done"]
+# `rearm`: a rescheduled notice's row belongs to an earlier move to the same time; it is reset
+# to pending so this move gets its own notice.
+Action = Literal["send", "skip", "miss", "wait", "done", "rearm"]
+CHANGE_KINDS = ("rescheduled", "cancelled", "recording")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,12 @@ class LedgerRow:
     external_id: str | None = None
     text: str | None = None
     was_uncertain: bool = False
+    sent_at: datetime | None = None
+
+    @property
+    def when(self) -> datetime:
+        """When it went out (or, lacking that, when it was due): orders a channel's history."""
+        return self.sent_at or self.due_at
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,8 @@ class Notice:
     first: bool = False
     reason: str | None = None
     row: LedgerRow | None = None
+    previous: datetime | None = None  # rescheduled: the start subscribers were told before
+    thread: tuple[DeliveryKey, ...] = ()  # change notices: what went out before on the channel
 
     @property
     def state(self) -> str:
@@ -80,9 +91,10 @@ def deadline_for(starts_at: datetime, offset: timedelta) -> datetime:
 
 
 def session_window(settings: Settings, now: datetime) -> tuple[datetime, datetime]:
-    """The range of start times whose reminders can be due, or recently missed, at `now`."""
+    """The range of start times whose notices can be due, or recently missed, at `now`."""
     longest = max((r.offset for r in settings.reminders), default=timedelta(0))
-    return now - HISTORY, now + longest + LOOKAHEAD
+    back = max(HISTORY, settings.recording_window) if settings.recording_channels else HISTORY
+    return now - back, now + longest + LOOKAHEAD
 
 
 def _index(rows: Iterable[LedgerRow]) -> dict[DeliveryKey, LedgerRow]:
@@ -101,12 +113,17 @@ def plan(
     *,
     channels: Sequence[str] | None = None,
 ) -> list[Notice]:
-    """Every reminder of `sessions` on the configured channels, with the action due at `now`."""
+    """Every notice of `sessions` on the configured channels, with the action due at `now`."""
+    from bot.changes import change_notices
+
     ledger = _index(rows)
     sent = _sent_channels(rows)
     wanted = set(channels) if channels else None
+    history = _history(rows)
     notices: list[Notice] = []
     for session in sessions:
+        changes, cutoffs = change_notices(session, history, ledger, settings, now, wanted)
+        notices.extend(changes)
         if session.cancelled:
             continue
         per_channel: dict[str, list[tuple[timedelta, DeliveryKey]]] = defaultdict(list)
@@ -117,9 +134,21 @@ def plan(
                     per_channel[channel].append((reminder.offset, key))
         for channel, keyed in per_channel.items():
             first = (session.id, channel) not in sent
-            notices.extend(_plan_channel(session, keyed, ledger, first, now))
+            cutoff = cutoffs.get(channel)
+            notices.extend(_plan_channel(session, keyed, ledger, first, now, cutoff))
     notices.extend(_stale_rows(sessions, rows, channels))
     return sorted(notices, key=lambda n: (n.due_at, n.key.session_id, n.key.channel))
+
+
+def _history(rows: Iterable[LedgerRow]) -> dict[tuple[str, str], list[LedgerRow]]:
+    """Sent rows per (session, channel), oldest first."""
+    found: dict[tuple[str, str], list[LedgerRow]] = defaultdict(list)
+    for row in rows:
+        if row.status == "sent":
+            found[(row.key.session_id, row.key.channel)].append(row)
+    for sent in found.values():
+        sent.sort(key=lambda r: (r.when, r.id))
+    return found
 
 
 def _plan_channel(
@@ -128,8 +157,12 @@ def _plan_channel(
     ledger: dict[DeliveryKey, LedgerRow],
     first: bool,
     now: datetime,
+    cutoff: datetime | None = None,
 ) -> list[Notice]:
-    """Decide every reminder of one session on one channel."""
+    """Decide every reminder of one session on one channel.
+
+    `cutoff`: a rescheduled notice went (or goes) out then; reminders due by then are superseded.
+    """
     start = session.starts_at
     since = session.occurrence_since or start
     open_due: list[tuple[timedelta, DeliveryKey]] = []
@@ -139,6 +172,9 @@ def _plan_channel(
         row = ledger.get(key)
         if row is not None and row.status not in OPEN_STATES:
             out.append(Notice(key, offset, due, deadline, "done", first, row.reason, row))
+        elif cutoff is not None and due <= cutoff:
+            reason = "superseded by rescheduled"
+            out.append(Notice(key, offset, due, deadline, "skip", first, reason, row))
         elif due > now:
             out.append(Notice(key, offset, due, deadline, "wait", first, None, row))
         else:
@@ -177,6 +213,8 @@ def _stale_rows(
         if row.status not in OPEN_STATES or session is None:
             continue
         if channels and row.key.channel not in channels:
+            continue
+        if session.cancelled and row.key.notice == "cancelled":
             continue
         if session.cancelled:
             reason = "session cancelled"

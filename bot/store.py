@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, and_, or_, select
 
 from bot.domain import Paper, SessionData, Speaker
 from bot.ledger import load_rows
 from bot.planner import LedgerRow
-from bot.tables import papers, sessions, speakers
+from bot.tables import deliveries, papers, sessions, speakers
 
 
 def _children(conn: Connection, table: Any, ids: Sequence[str]) -> dict[str, list[Any]]:
@@ -31,13 +31,25 @@ def load_sessions(
     start_to: datetime | None = None,
     *,
     session_id: str | None = None,
+    announced_after: datetime | None = None,
 ) -> list[SessionData]:
-    """Sessions starting in [start_from, start_to] (an indexed range), with speakers and papers."""
+    """Sessions starting in [start_from, start_to] (an indexed range), with speakers and papers.
+
+    With `announced_after`, also every session whose subscribers were told of a start after that
+    moment, wherever it starts now: a move or cancellation of it needs a notice.
+    """
     query = select(sessions).order_by(sessions.c.starts_at, sessions.c.id)
+    in_window = []
     if start_from is not None:
-        query = query.where(sessions.c.starts_at >= start_from)
+        in_window.append(sessions.c.starts_at >= start_from)
     if start_to is not None:
-        query = query.where(sessions.c.starts_at <= start_to)
+        in_window.append(sessions.c.starts_at <= start_to)
+    if announced_after is not None and in_window:
+        d = deliveries.c
+        told = select(d.session_id).where(d.occurrence >= announced_after, d.status == "sent")
+        query = query.where(or_(and_(*in_window), sessions.c.id.in_(told)))
+    elif in_window:
+        query = query.where(*in_window)
     if session_id is not None:
         query = query.where(sessions.c.id == session_id)
     rows = conn.execute(query).all()
@@ -76,10 +88,13 @@ def load_window(
     start_to: datetime | None,
     *,
     session_id: str | None = None,
+    announced_after: datetime | None = None,
 ) -> tuple[list[SessionData], list[LedgerRow]]:
     """Sessions starting in [start_from, start_to], and all their ledger rows, in one snapshot."""
     with engine.connect() as conn:
-        found = load_sessions(conn, start_from, start_to, session_id=session_id)
+        found = load_sessions(
+            conn, start_from, start_to, session_id=session_id, announced_after=announced_after
+        )
         rows = load_rows(conn, [s.id for s in found]) if found else []
     return found, rows
 

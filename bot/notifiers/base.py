@@ -42,7 +42,8 @@ class Message:
     subject: str | None = None  # email only
     html: str | None = None  # email only
     attachments: tuple[Attachment, ...] = ()
-    headers: Mapping[str, str] = field(default_factory=dict)  # e.g. In-Reply-To (email only)
+    headers: Mapping[str, str] = field(default_factory=dict)  # extra headers (email only)
+    replies_to: tuple[DeliveryKey, ...] = ()  # earlier deliveries this one follows up, oldest first
 
     @property
     def summary(self) -> str:

@@ -171,6 +171,10 @@ def build_email(
     mail["Subject"] = _one_line(message.subject or "")
     mail["Date"] = format_datetime(now)
     mail["Message-ID"] = message_id
+    if message.replies_to:  # a change notice: thread it under what the list already received
+        earlier = [key.message_id(config.domain) for key in message.replies_to]
+        mail["In-Reply-To"] = earlier[-1]
+        mail["References"] = " ".join(earlier)
     for name, value in message.headers.items():
         if not _HEADER_NAME.match(name):
             raise PermanentError(f"invalid email header name {name!r}")

@@ -20,6 +20,10 @@ def upgrade() -> None:
     # Existing rows: their status and recording were known at least since they were last updated.
     op.execute("UPDATE sessions SET status_since = updated_at")
     op.execute("UPDATE sessions SET recording_since = updated_at WHERE recording_url IS NOT NULL")
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_deliveries_occurrence_status", ["occurrence", "status"], unique=False
+        )
     op.create_table(
         "session_changes",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -41,6 +45,8 @@ def downgrade() -> None:
     with op.batch_alter_table("session_changes", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_session_changes_session_id"))
     op.drop_table("session_changes")
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_deliveries_occurrence_status")
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.drop_column("recording_since")
         batch_op.drop_column("status_since")
