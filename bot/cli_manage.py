@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import click
 
 from bot.errors import DataError, UsageError
 
+ICS_HISTORY = timedelta(days=90)
 DELIVERY_STATES = (
     "pending",
     "claimed",
@@ -71,6 +72,8 @@ def register(cli: click.Group) -> None:
                 else ""
             )
         )
+        if not dry_run:
+            _after_change(app)
 
     @command(sessions_group, "list")
     @click.option("--all", "show_all", is_flag=True, help="Include past sessions.")
@@ -128,22 +131,35 @@ def register(cli: click.Group) -> None:
     @command(sessions_group, "cancel")
     @click.argument("session_id")
     def cancel_cmd(session_id: str) -> None:
-        """Mark a session cancelled: no more reminders go out for it."""
-        from sqlalchemy import update
+        """Cancel a session: no more reminders; a cancelled notice where it was announced."""
+        _edit(session_id, ("status=cancelled",), "cancel")
 
-        from bot.db import write_transaction
-        from bot.models import Session
+    @command(sessions_group, "set")
+    @click.argument("session_id")
+    @click.argument("assignments", nargs=-1, required=True, metavar="FIELD=VALUE...")
+    def set_cmd(session_id: str, assignments: tuple[str, ...]) -> None:
+        """Change fields of a session, validated as an import is: title="New title" …"""
+        _edit(session_id, assignments, "set")
+
+    @command(cli, "ics")
+    @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file.")
+    def ics_cmd(output: str | None) -> None:
+        """An iCalendar feed of upcoming and recent sessions (cancelled ones marked)."""
+        from bot.ics import calendar_feed
+        from bot.store import load_window
 
         app = _app()
-        with write_transaction(app.engine()) as conn:
-            result = conn.execute(
-                update(Session)
-                .where(Session.id == session_id)
-                .values(status="cancelled", updated_at=datetime.now(UTC))
-            )
-        if result.rowcount != 1:
-            raise UsageError(f"sessions cancel: no session with id {session_id!r}")
-        click.echo(f"cancelled: {session_id}")
+        now = datetime.now(UTC)
+        sessions, _ = load_window(app.engine(), now - ICS_HISTORY, None)
+        name = app.settings.group_name or "Reading group"
+        data = calendar_feed(sessions, now=now, name=name)
+        if output is None:
+            click.echo(data.decode("utf-8"), nl=False)
+            return
+        tmp = Path(f"{output}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(output)
+        click.echo(f"{output}: {len(sessions)} sessions")
 
     @cli.group("deliveries", invoke_without_command=True)
     @common
@@ -181,15 +197,41 @@ def register(cli: click.Group) -> None:
     @click.option("--online", is_flag=True, help="Also log in to each channel, without posting.")
     def check_cmd(now_text: str | None, online: bool) -> None:
         """Validate configuration, templates and data; exit 1 when anything needs attention."""
+        from bot.errors import SchemaError
         from bot.operator import check
 
         app = _app()
-        problems = check(app.engine(), app.settings, make_clock(parse_now(now_text))(), online)
+        now = make_clock(parse_now(now_text))()
+        try:
+            engine = app.engine()  # SQLite migrates itself; PostgreSQL must be upgraded
+        except SchemaError as exc:
+            click.echo(f"database: {exc}")
+            sys.exit(1)
+        problems = check(engine, app.settings, now, online)
         for line in problems:
             click.echo(line)
         if not problems:
             click.echo("ok")
         sys.exit(1 if problems else 0)
+
+
+def _edit(session_id: str, assignments: tuple[str, ...], source: str) -> None:
+    from bot.cli import _app
+    from bot.session_edit import edit_session
+
+    app = _app()
+    report = edit_session(app.engine(), session_id, assignments, datetime.now(UTC), source)
+    changed = report.changes.get(session_id, [])
+    click.echo(f"{session_id}: " + (f"changed {', '.join(changed)}" if changed else "unchanged"))
+    _after_change(app)
+
+
+def _after_change(app: Any) -> None:
+    """Run `check` after every change to the sessions, and show what it finds (as warnings)."""
+    from bot.operator import check
+
+    for line in check(app.engine(), app.settings, datetime.now(UTC), online=False):
+        click.echo(f"check: {line}", err=True)
 
 
 def _list_deliveries(app: Any, status: str | None, session_id: str | None) -> None:

@@ -73,7 +73,13 @@ def resolve(engine: Engine, delivery_id: int, outcome: str, now: datetime) -> st
 
 
 def template_problems(engine: Engine, settings: Settings, now: datetime) -> list[str]:
-    """Every upcoming session × notice × channel that does not render or is over its limit."""
+    """Templates that do not compile; upcoming notices that do not render or are over a limit."""
+    return _plan_problems(engine, settings, now, include_plan=False)
+
+
+def _plan_problems(
+    engine: Engine, settings: Settings, now: datetime, *, include_plan: bool
+) -> list[str]:
     from bot.dispatch import Dispatcher
     from bot.planner import plan
     from bot.store import load_window
@@ -85,13 +91,17 @@ def template_problems(engine: Engine, settings: Settings, now: datetime) -> list
     )
     by_id = {s.id: s for s in sessions}
     for notice in plan(sessions, rows, settings, now):
-        if notice.action not in ("send", "wait") or notice.offset is None:
-            continue
         key = notice.key
+        where = f"session {key.session_id}: {key.notice} on {key.channel}"
+        if include_plan and notice.action in ("skip", "miss"):
+            verb = "will be skipped" if notice.action == "skip" else "will be missed"
+            problems.append(f"{where} {verb} ({notice.reason})")
+        if notice.action not in ("send", "wait", "rearm"):
+            continue
         try:
             dispatcher.render(notice, by_id[key.session_id], max(now, notice.due_at))
         except (TemplateProblem, PermanentError) as exc:
-            problems.append(f"session {key.session_id}: {key.notice} on {key.channel}: {exc}")
+            problems.append(f"{where}: {exc}")
     return problems
 
 
@@ -99,7 +109,7 @@ def check(engine: Engine, settings: Settings, now: datetime, online: bool) -> li
     """Every problem an operator should see, one line each; empty when all is well."""
     from bot.dispatch import Dispatcher
 
-    problems = template_problems(engine, settings, now)
+    problems = _plan_problems(engine, settings, now, include_plan=True)
     with engine.connect() as conn:
         waiting = conn.execute(
             select(TABLE).where(COLUMNS.status.in_(("uncertain", "failed")))

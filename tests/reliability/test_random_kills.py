@@ -226,7 +226,7 @@ def test_random_sigkills_never_post_twice_and_leave_nothing_in_flight(
         f"{running_for:.1f}s; left in flight: {len(claimed)} claimed, {len(sending)} sending; "
         f"final states {dict(counts)}; {len(posts)} posts"
     )
-    assert_no_traceback(workers.every + [final])
+    assert_no_traceback([*workers.every, final])
     assert workers.kills >= 1, "the killer never struck"
 
     # Every delivery has exactly one row, and it is final: nothing pending, claimed or sending.
@@ -251,8 +251,9 @@ def test_random_sigkills_never_post_twice_and_leave_nothing_in_flight(
 
     # `uncertain` = interrupted between the `sending` mark and the outcome: the mark was made
     # (one attempt, text kept for the operator), and the post either went out or did not.
+    # (A live worker's sweep may have found it first, or the final pass.)
     uncertain = [r for r in rows if r.status == "uncertain"]
-    assert {r.session_id for r in uncertain} == sending
+    assert sending <= {r.session_id for r in uncertain}
     posted_sessions = {session_in(p.text) for p in posts}
     for row in uncertain:
         assert (row.reason, row.was_uncertain, row.attempts) == (LEASE_EXPIRED, True, 1)
