@@ -119,3 +119,32 @@ def test_sqlite_path(url: str, path: Path | None) -> None:
 def test_a_missing_driver_is_a_configuration_error() -> None:
     with pytest.raises(ConfigError, match="DATABASE_URL"):
         make_engine("postgresql+nosuchdriver://u@h/db")
+
+
+def test_upgrading_a_0001_database_keeps_its_data(db_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from alembic import command
+
+    engine = make_engine(db_url)
+    with engine.connect() as conn, conn.begin():
+        command.upgrade(_alembic_config(conn), "0001_initial")
+    stamp = datetime(2026, 11, 1, 12, 0)
+    with engine.connect() as conn, conn.begin():
+        conn.execute(
+            text(
+                "INSERT INTO sessions (id, title, starts_at, duration_minutes, abstract, status, "
+                "sequence, occurrence_since, created_at, updated_at, recording_url) VALUES "
+                "('old', 'Old talk', :t, 60, '', 'scheduled', 0, :t, :t, :t, 'https://y.example/v')"
+            ),
+            {"t": stamp},
+        )
+    assert current_revision(engine) == "0001_initial"
+    ensure_schema(engine, migrate=True)
+    assert current_revision(engine) == SCHEMA_HEAD
+    from bot.store import get_session
+
+    session = get_session(engine, "old")
+    assert session is not None
+    assert session.status_since == stamp.replace(tzinfo=UTC)
+    assert session.recording_since == stamp.replace(tzinfo=UTC)
