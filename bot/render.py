@@ -20,7 +20,8 @@ from bot.ics import session_ics
 from bot.notifiers.base import Attachment, DeliveryKey, Message
 from bot.timefmt import ZoneTime, humanize_until, when_line, zone_time, zone_times
 
-BUILTIN_TEMPLATES = Path(bot.__file__).resolve().parent.parent / "templates"
+# bot/_templates links to the top-level templates/ in a checkout and holds copies in a wheel.
+BUILTIN_TEMPLATES = Path(bot.__file__).resolve().parent / "_templates"
 CHANGE_NOTICES = ("rescheduled", "cancelled", "recording")
 ICS_CONTENT_TYPE = "text/calendar; method=PUBLISH"
 # CHANNEL/NOTICE.PART.j2; folders starting with "_" hold shared macros, not messages.
