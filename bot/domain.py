@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from bot.models import Session
 
 
 @dataclass(frozen=True)
@@ -59,26 +55,3 @@ class SessionData:
     def cancelled(self) -> bool:
         """True when the session is called off."""
         return self.status == "cancelled"
-
-
-def session_data(row: Session) -> SessionData:
-    """The frozen view of an ORM row (speakers and papers must be loaded)."""
-    return SessionData(
-        id=row.id,
-        title=row.title,
-        starts_at=row.starts_at,
-        duration=timedelta(minutes=row.duration_minutes),
-        timezone=row.timezone,
-        speakers=tuple(
-            Speaker(s.name, s.affiliation, s.x, s.bluesky, s.mastodon, s.url) for s in row.speakers
-        ),
-        abstract=row.abstract,
-        papers=tuple(Paper(p.title, p.url) for p in row.papers),
-        meeting_url=row.meeting_url,
-        recording_url=row.recording_url,
-        status=row.status,
-        sequence=row.sequence,
-        occurrence_since=row.occurrence_since,
-        status_since=row.status_since,
-        recording_since=row.recording_since,
-    )
