@@ -99,6 +99,11 @@ def fmt_value(value: float, unit: str) -> str:
     return f"{value:.1f} {unit}"
 
 
+def fmt_ratio(ratio: float) -> str:
+    """`1.23×`, or two significant digits for a small ratio (`0.00015×`)."""
+    return f"{ratio:.2f}×" if ratio >= 0.1 or ratio == 0 else f"{ratio:.2g}×"
+
+
 def interleaved(
     subject: Callable[[], object],
     baseline: Callable[[], object],
@@ -165,7 +170,7 @@ def table(results: Sequence[Case]) -> str:
                     "-"
                     if r.baseline is None
                     else f"{fmt_value(r.baseline, r.unit)} ({r.baseline_label})",
-                    "-" if ratio is None else f"{ratio:.2f}×",
+                    "-" if ratio is None else fmt_ratio(ratio),
                     "-" if r.limit is None else f"≤{r.limit:g} {r.unit}".replace(" /s", "/s"),
                     str(r.runs),
                     r.verdict,

@@ -187,6 +187,12 @@ def status_mb(pid: int, key: str) -> float:
     raise RuntimeError(f"no {key} in /proc/{pid}/status")
 
 
+def load_text() -> str:
+    """The load averages now: other work on these 2 CPUs shows in every real-time figure."""
+    one, five, _ = os.getloadavg()
+    return f"load {one:.2f}/{five:.2f}"
+
+
 def percentile(values: Sequence[float], p: int) -> float:
     """The p-th percentile (inclusive method, linear interpolation)."""
     if any(math.isinf(v) for v in values):
@@ -436,12 +442,14 @@ def idle_worker(opts: Options) -> list[Case]:
         ready = [w.wait_ready(timeout=120) for w in workers]
         time.sleep(IDLE_SETTLE)
         rss: list[list[float]] = [[] for _ in workers]
+        cpu_at: list[list[float]] = [[] for _ in workers]  # utime + stime at each sample
         cpu0 = [cpu_seconds(w.pid) for w in workers]
         wall0 = time.monotonic()
         next_sample = wall0
         while True:
-            for samples, worker in zip(rss, workers, strict=True):
-                samples.append(status_mb(worker.pid, "VmRSS"))
+            for index, worker in enumerate(workers):
+                rss[index].append(status_mb(worker.pid, "VmRSS"))
+                cpu_at[index].append(cpu_seconds(worker.pid))
             next_sample += 1.0
             if next_sample > wall0 + observe + 1e-6:
                 break
@@ -460,11 +468,14 @@ def idle_worker(opts: Options) -> list[Case]:
     for index, label in enumerate(cases):
         share = cpu[index] / wall * 100
         case = f"sqlite 1k {label}"
+        steps = [b - a for a, b in zip(cpu_at[index], cpu_at[index][1:], strict=False)]
+        busy = sorted((s for s in steps if s > 0), reverse=True)
         opts.report(
             f"idle_worker {case}: ready after {ready[index]:.1f} s; over {wall:.0f} s after a "
             f"{IDLE_SETTLE:.0f} s settle: VmRSS {min(rss[index]):.1f}–{max(rss[index]):.1f} MB "
             f"({len(rss[index])} samples), peak since start (VmHWM) {peaks[index]:.1f} MB; "
-            f"CPU {cpu[index]:.2f} s = {share:.2f} %"
+            f"CPU {cpu[index]:.2f} s = {share:.2f} %, in {len(busy)} of {len(steps)} seconds "
+            f"(largest {', '.join(f'{s:.2f}' for s in busy[:3]) or '-'} s); {load_text()}"
         )
         results.append(
             Figure(
@@ -545,7 +556,23 @@ def _due_starts(count: int) -> list[datetime]:
 @dataclass(frozen=True)
 class _Run:
     seconds: float
+    cpu: float  # user + system seconds of all the processes together
     per_process: list[int]  # deliveries each process handed to the channel
+
+
+def _wait_with_usage(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, float]:
+    """Reap a child with wait4: its exit code and its own user + system CPU seconds."""
+    limit = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage.ru_utime + usage.ru_stime
+        if time.monotonic() > limit:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"bot send still running after {timeout:.0f} s")
+        time.sleep(0.005)
 
 
 def _send_all(opts: Options, engine: Engine, count: int, processes: int, plugin: Path) -> _Run:
@@ -575,7 +602,11 @@ def _send_all(opts: Options, engine: Engine, count: int, processes: int, plugin:
             )
             for log in logs
         ]
-        codes = [p.wait(timeout=300) for p in procs]
+        codes, cpu = [], 0.0
+        for proc in procs:
+            code, used = _wait_with_usage(proc, timeout=300)
+            codes.append(code)
+            cpu += used
         seconds = time.perf_counter() - started
     finally:
         for log in logs:
@@ -600,7 +631,11 @@ def _send_all(opts: Options, engine: Engine, count: int, processes: int, plugin:
             f"expected {count} deliveries sent exactly once: ledger {states}, channel got "
             f"{len(keys)} ({len(set(keys))} distinct)"
         )
-    return _Run(seconds, per_process)
+    return _Run(seconds, cpu, per_process)
+
+
+def _runs_text(runs: Sequence[_Run]) -> str:
+    return ", ".join(f"{r.seconds:.2f} s (CPU {r.cpu:.2f} s)" for r in runs)
 
 
 def throughput(opts: Options) -> list[Case]:
@@ -628,10 +663,9 @@ def throughput(opts: Options) -> list[Case]:
         four = count / statistics.median(r.seconds for r in multi)
         opts.report(
             f"throughput {backend}: {count:,} due deliveries, no-op plugin channel, every one "
-            f"sent exactly once; 1 process {', '.join(f'{r.seconds:.2f} s' for r in single)}; "
-            f"{THROUGHPUT_PROCESSES} together "
-            f"{', '.join(f'{r.seconds:.2f} s' for r in multi)} "
-            f"(split {'/'.join(str(n) for n in multi[-1].per_process)})"
+            f"sent exactly once; 1 process {_runs_text(single)}; {THROUGHPUT_PROCESSES} started "
+            f"together {_runs_text(multi)}, split "
+            f"{'/'.join(str(n) for n in multi[-1].per_process)}; {load_text()}"
         )
         results.append(
             Figure(

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -157,3 +158,48 @@ def test_one_scheduler_job_per_upcoming_due_time_rebuilt_each_pass(engine: Engin
         assert due == [START - D, START - H]
     finally:
         worker._scheduler.shutdown(wait=False)
+
+
+def test_a_second_signal_exits_at_once_while_a_send_hangs(tmp_path: Path, x_server) -> None:  # type: ignore[no-untyped-def]
+    engine = make_engine(f"sqlite:///{tmp_path}/bot.db")
+    ensure_schema(engine)
+    due = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    add_session(engine, "hung", due + 7 * D, since=due - H)
+    x_server.delay_seconds = 60  # the post is taken, the answer never comes in time
+    env = _env(
+        tmp_path,
+        CHANNELS="x",
+        X_API_KEY="k",
+        X_API_KEY_SECRET="ks",
+        X_ACCESS_TOKEN="t",
+        X_ACCESS_TOKEN_SECRET="ts",
+        X_API_BASE_URL=x_server.base_url,
+        X_TIMEOUT="120",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")))
+    reader.start()
+    try:
+        assert _wait_for(lambda: len(x_server.received) == 1, 20)  # the send is in flight
+        proc.send_signal(signal.SIGINT)
+        assert _wait_for(lambda: any("finishing sends in flight" in x for x in lines), 10)
+        assert proc.poll() is None  # the first signal drains; it does not exit
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+        assert time.monotonic() - started < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(timeout=5)
+    assert proc.returncode == 130
+    assert any("second signal" in line for line in lines)
+    assert [d.status for d in deliveries(engine)] == ["sending"]  # the sweep will settle it
