@@ -351,7 +351,7 @@ def lateness(opts: Options) -> list[Case]:
                     f"lateness: {count} deliveries due over {window:.0f} s from "
                     f"{begin:%H:%M:%S}Z; bot run ready after {ready:.1f} s "
                     f"({slack:+.1f} s before the first possible due time); cron passes at "
-                    "every whole minute on a second database and stand-in"
+                    f"every whole minute on a second database and stand-in; {load_text()}"
                 )
                 # The last cron pass runs at the first whole minute after the last due time.
                 give_up = time.monotonic() + (dues[-1] - datetime.now(UTC)).total_seconds() + 90
