@@ -27,6 +27,11 @@ def _stamp(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%MZ")
 
 
+def _thread(told: list[LedgerRow]) -> tuple[str, ...]:
+    """What went out on a channel, as the channel named it (an email's Message-ID)."""
+    return tuple(r.external_id for r in told if r.external_id)
+
+
 def _decide(
     key: DeliveryKey,
     due: datetime,
@@ -35,7 +40,7 @@ def _decide(
     now: datetime,
     reason: str,
     previous: datetime | None = None,
-    thread: tuple[DeliveryKey, ...] = (),
+    thread: tuple[str, ...] = (),
 ) -> Notice | None:
     """The common life of a one-off notice: wait, send, retry, miss, or done."""
 
@@ -74,19 +79,20 @@ def _rescheduled(
     last = told[-1] if told else None
     if last is None or (last.key.occurrence == start and not row_is_current):
         return None, None  # nothing announced yet, or the announced time is the current one
-    thread = tuple(r.key for r in told)
+    thread = _thread(told)
     if row_is_current and row is not None and row.status not in OPEN_STATES:
         done = Notice(key, None, row.due_at, start, "done", False, row.reason, row, thread=thread)
         return done, row.when
     previous = last.key.occurrence
     reason = f"start moved from {_stamp(previous)} to {_stamp(start)}"
+    number = 1 + sum(r.key.notice == "rescheduled" for r in told)
     if not row_is_current and row is not None:
         rearm = Notice(key, None, since, start, "rearm", False, reason, row, previous, thread)
-        return rearm, now
+        return replace(rearm, number=number), now
     notice = _decide(key, since, start, row, now, reason, previous=previous, thread=thread)
     if notice is None:
         return None, None
-    return notice, now if notice.action in ("send", "wait") else None
+    return replace(notice, number=number), now if notice.action in ("send", "wait") else None
 
 
 def _cancelled(
@@ -102,7 +108,7 @@ def _cancelled(
     key = DeliveryKey(session.id, "cancelled", channel, session.starts_at)
     due = session.status_since or now
     reason = f"session cancelled at {_stamp(due)}"
-    thread = tuple(r.key for r in told)
+    thread = _thread(told)
     return _decide(key, due, session.starts_at, ledger.get(key), now, reason, thread=thread)
 
 
@@ -119,7 +125,7 @@ def _recording(
     deadline = session.starts_at + settings.recording_window
     key = DeliveryKey(session.id, "recording", channel, session.starts_at)
     reason = f"recording added at {_stamp(since)}"
-    thread = tuple(r.key for r in told)
+    thread = _thread(told)
     notice = _decide(key, due, deadline, ledger.get(key), now, reason, thread=thread)
     if notice is not None and not told:
         return replace(notice, first=True)

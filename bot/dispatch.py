@@ -197,9 +197,13 @@ class Dispatcher:
             now=now,
             parts=cls.parts,
             previous=previous,
+            number=notice.number,
         )
         if notice.thread:
             message = replace(message, replies_to=notice.thread)
+        if notice.key.notice == "rescheduled":  # one key may carry several moves to one time
+            # The moment of the move (microseconds): the same on every attempt, new for each move.
+            message = replace(message, revision=int(notice.due_at.timestamp() * 1_000_000))
         problem = cls.over_limit(message.text)
         if problem is not None:
             raise PermanentError(problem)

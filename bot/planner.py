@@ -71,7 +71,8 @@ class Notice:
     reason: str | None = None
     row: LedgerRow | None = None
     previous: datetime | None = None  # rescheduled: the start subscribers were told before
-    thread: tuple[DeliveryKey, ...] = ()  # change notices: what went out before on the channel
+    thread: tuple[str, ...] = ()  # change notices: external ids of what went out on the channel
+    number: int = 1  # rescheduled: 2 for the second move announced on this channel, and so on
 
     @property
     def state(self) -> str:

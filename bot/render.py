@@ -229,6 +229,7 @@ class Renderer:
                 "offset": offset,
                 "kind": kind,
                 "phrase": humanize_until(session.starts_at - now),
+                "number": 1,
             },
             "channel": key.channel,
             "first": first,
@@ -264,6 +265,7 @@ class Renderer:
         now: datetime,
         parts: Sequence[str],
         previous: SessionData | None = None,
+        number: int = 1,
     ) -> Message:
         """Render every part of one delivery into a Message (email also gets the .ics file)."""
         context = self.context(
@@ -275,6 +277,7 @@ class Renderer:
             now=now,
             previous=previous,
         )
+        context["notice"]["number"] = number
         rendered = {part: self.render_part(key.channel, notice, part, context) for part in parts}
         subject = rendered.get("subject")
         html = rendered.get("html")

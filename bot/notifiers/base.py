@@ -18,10 +18,15 @@ class DeliveryKey:
     channel: str
     occurrence: datetime  # the session's start, aware, UTC
 
-    def message_id(self, domain: str = "reading-group-bot") -> str:
-        """A stable RFC 5322 Message-ID for this delivery, the same on every attempt."""
+    def message_id(self, domain: str = "reading-group-bot", revision: int = 0) -> str:
+        """A stable RFC 5322 Message-ID for this delivery, the same on every attempt.
+
+        `revision` tells apart notices that share a key, such as two `rescheduled` notices for
+        moves to the same start time.
+        """
         stamp = self.occurrence.strftime("%Y%m%dT%H%MZ")
-        return f"<{self.session_id}.{self.notice}.{stamp}.{self.channel}@{domain}>"
+        suffix = f".r{revision}" if revision else ""
+        return f"<{self.session_id}.{self.notice}.{stamp}{suffix}.{self.channel}@{domain}>"
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,8 @@ class Message:
     html: str | None = None  # email only
     attachments: tuple[Attachment, ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)  # extra headers (email only)
-    replies_to: tuple[DeliveryKey, ...] = ()  # earlier deliveries this one follows up, oldest first
+    replies_to: tuple[str, ...] = ()  # ids of earlier messages this one follows up, oldest first
+    revision: int = 0  # see DeliveryKey.message_id
 
     @property
     def summary(self) -> str:

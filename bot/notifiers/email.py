@@ -172,9 +172,8 @@ def build_email(
     mail["Date"] = format_datetime(now)
     mail["Message-ID"] = message_id
     if message.replies_to:  # a change notice: thread it under what the list already received
-        earlier = [key.message_id(config.domain) for key in message.replies_to]
-        mail["In-Reply-To"] = earlier[-1]
-        mail["References"] = " ".join(earlier)
+        mail["In-Reply-To"] = message.replies_to[-1]
+        mail["References"] = " ".join(message.replies_to)
     for name, value in message.headers.items():
         if not _HEADER_NAME.match(name):
             raise PermanentError(f"invalid email header name {name!r}")
@@ -225,7 +224,7 @@ class EmailNotifier(Notifier):
 
     def send(self, message: Message, now: datetime) -> Receipt:
         """Send one email; the receipt carries its Message-ID."""
-        message_id = message.key.message_id(self.config.domain)
+        message_id = message.key.message_id(self.config.domain, message.revision)
         mail = build_email(self.config, message, now, message_id)
         with self._session() as smtp:
             self._transfer(smtp, mail.as_bytes(), message)

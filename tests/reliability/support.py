@@ -144,9 +144,7 @@ def ledger(engine: Engine) -> list[Row[Any]]:
 def status_counts(engine: Engine) -> Counter[str]:
     """How many deliveries are in each state."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
-        )
+        rows = conn.execute(select(deliveries.c.status, func.count()).group_by(deliveries.c.status))
         return Counter({status: count for status, count in rows})
 
 
@@ -286,3 +284,32 @@ def assert_ledger_matches_posts(engine: Engine, x: XStandIn, expected: set[str])
         assert post.text == row.text
         assert session_in(post.text) == row.session_id
     return rows
+
+
+def send(
+    env: Mapping[str, str], folder: Path, now: datetime, *args: str, code: int = 0
+) -> list[dict[str, Any]]:
+    """`bot send --now NOW --json ARGS` to its end: its records, after checking the exit status."""
+    proc = run(["send", "--now", iso_ms(now), "--json", *args], env, folder)
+    assert proc.popen.returncode == code, (proc.popen.returncode, proc.out(), proc.err())
+    assert "Traceback" not in proc.err(tail=100_000), proc.err()
+    return proc.records()
+
+
+def only_row(engine: Engine) -> Row[Any]:
+    """The one delivery row."""
+    rows = ledger(engine)
+    assert len(rows) == 1, [(r.session_id, r.notice, r.channel, r.status) for r in rows]
+    return rows[0]
+
+
+def base_env_email(db_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a bot process sending email (add the SMTP stand-in's `env()`)."""
+    return base_env() | {
+        "DATABASE_URL": db_url,
+        "CHANNELS": "email",
+        "REMINDERS": "announce=7d",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }

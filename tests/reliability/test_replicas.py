@@ -143,4 +143,3 @@ def test_workers_and_overlapping_send_passes_post_each_delivery_once(
     assert senders.most_at_once >= 2, "the send passes never overlapped"
     rows = assert_ledger_matches_posts(ledger_engine, x, expected)
     assert all(r.attempts == 1 and r.token is None for r in rows)
-
