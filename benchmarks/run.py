@@ -105,11 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             report=lambda line: print(line, flush=True),
         )
         for name in args.only or list(TARGETS):
+            target_started = time.perf_counter()
             try:
                 results.extend(TARGETS[name](opts))
             except Exception as exc:  # one broken target must not hide the others' figures
                 traceback.print_exc()
                 results.append(Skipped(name, "-", f"{name}: {type(exc).__name__}: {exc}", True))
+            opts.report(f"({name}: {time.perf_counter() - target_started:.0f} s)")
     print()
     print(table(results))
     for r in dict.fromkeys((r.error, r.reason) for r in results if isinstance(r, Skipped)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -175,10 +176,14 @@ class Dispatcher:
         if dry_run:
             result.outcomes.extend(self._dry_run(due, by_id, now))
         else:
-            for start in range(0, len(due), ledger.CLAIM_BATCH):
+            batches = [
+                due[i : i + ledger.CLAIM_BATCH] for i in range(0, len(due), ledger.CLAIM_BATCH)
+            ]
+            # Concurrent passes start at different batches instead of all fighting for the first.
+            turn = random.randrange(len(batches)) if batches else 0
+            for batch in batches[turn:] + batches[:turn]:
                 if self.should_stop():
                     break
-                batch = due[start : start + ledger.CLAIM_BATCH]
                 result.outcomes.extend(self._send_batch(batch, by_id))
         return result
 

@@ -23,6 +23,7 @@ from bot.tables import deliveries
 TABLE: Table = deliveries
 COLUMNS = TABLE.c
 CLAIM_BATCH = 25
+KEY_COLUMNS = ("session_id", "notice", "channel", "occurrence")
 LEASE_EXPIRED = "the sender stopped before recording the outcome (lease expired)"
 
 
@@ -136,9 +137,7 @@ def settle(engine: Engine, notices: Sequence[Notice], now: datetime) -> list[Not
                 stmt = (
                     _insert(conn)
                     .values(_new_row(notice, status, now))
-                    .on_conflict_do_nothing(
-                        index_elements=["session_id", "notice", "channel", "occurrence"]
-                    )
+                    .on_conflict_do_nothing(index_elements=list(KEY_COLUMNS))
                     .returning(COLUMNS.id)
                 )
                 done = conn.execute(stmt).first() is not None
@@ -162,28 +161,32 @@ def claim(
     expires = now + lease
     claims: list[Claim] = []
     with write_transaction(engine) as conn:
+        fresh = [n for n in notices if n.row is None]
+        if fresh:
+            # One multi-row INSERT: the unique key lets exactly one claimer have each delivery.
+            stmt = (
+                _insert(conn)
+                .values(
+                    [
+                        _new_row(n, "claimed", now, token=token, lease_expires_at=expires)
+                        for n in fresh
+                    ]
+                )
+                .on_conflict_do_nothing(index_elements=list(KEY_COLUMNS))
+                .returning(COLUMNS.id, *(COLUMNS[c] for c in KEY_COLUMNS))
+            )
+            won = {DeliveryKey(*r[1:]): r[0] for r in conn.execute(stmt)}
+            claims.extend(Claim(won[n.key], token, n, 0, False) for n in fresh if n.key in won)
         existing = [n for n in notices if n.row is not None]
         lockable = _lock_open_rows(conn, existing, now)
-        for notice in notices:
-            if notice.row is None:
-                stmt = (
-                    _insert(conn)
-                    .values(_new_row(notice, "claimed", now, token=token, lease_expires_at=expires))
-                    .on_conflict_do_nothing(
-                        index_elements=["session_id", "notice", "channel", "occurrence"]
-                    )
-                    .returning(COLUMNS.id)
-                )
-                new_id = conn.execute(stmt).scalar()
-                if new_id is not None:
-                    claims.append(Claim(new_id, token, notice, 0, False))
-            elif notice.row.id in lockable:
+        for notice in existing:
+            row = notice.row
+            if row is not None and row.id in lockable:
                 conn.execute(
                     update(TABLE)
-                    .where(COLUMNS.id == notice.row.id)
+                    .where(COLUMNS.id == row.id)
                     .values(status="claimed", token=token, lease_expires_at=expires, updated_at=now)
                 )
-                row = notice.row
                 claims.append(Claim(row.id, token, notice, row.attempts, row.was_uncertain))
     return claims
 

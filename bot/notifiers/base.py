@@ -9,6 +9,15 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while number:
+        number, rest = divmod(number, 36)
+        text = digits[rest] + text
+    return text or "0"
+
+
 @dataclass(frozen=True)
 class DeliveryKey:
     """What makes a delivery unique: one notice, for one occurrence, on one channel."""
@@ -25,7 +34,7 @@ class DeliveryKey:
         moves to the same start time.
         """
         stamp = self.occurrence.strftime("%Y%m%dT%H%MZ")
-        suffix = f".r{revision}" if revision else ""
+        suffix = f".r{_base36(revision)}" if revision else ""
         return f"<{self.session_id}.{self.notice}.{stamp}{suffix}.{self.channel}@{domain}>"
 
 

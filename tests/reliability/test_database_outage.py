@@ -5,7 +5,8 @@ Stopping the proxy closes every connection and refuses new ones: a real outage a
 it. While it lasts, a delivery falls due (its session was written straight to PostgreSQL, past
 the proxy); the worker logs a database error at every poll and stays alive. When the proxy is
 back on the same port, the worker resumes within a few poll intervals and sends that delivery,
-exactly once.
+exactly once. And when the outage hits a `bot send` between its post and the outcome's record,
+the delivery ends `uncertain` (after the lease) and is never posted again.
 
 SQLite has no variant here: there is no server to go away. Tests run as root, so `chmod 000` on
 the database's folder blocks nothing, and a worker's pooled connection keeps its open file
@@ -33,9 +34,11 @@ from tests.reliability.support import (
     HOUR,
     add_sessions,
     bot_env,
+    iso_ms,
     latest_beat,
     ledger,
     migrated,
+    send,
     session_in,
     start,
     wait_for,
@@ -199,3 +202,42 @@ def test_a_worker_survives_a_database_outage_and_sends_what_fell_due_during_it(
     assert len(x_server.received) == 1
     assert (row.session_id, row.status, row.external_id) == ("outage-001", "sent", post.post_id)
     assert session_in(post.text) == "outage-001"
+
+
+def test_the_database_going_away_between_the_post_and_its_outcome_never_resends(
+    engine: Engine, pg_url: str, proxy: TcpProxy, x_server: XStandIn, tmp_path: Path
+) -> None:
+    """The outage hits a `bot send` after its `sending` mark, while X is answering: the post is
+    out, the outcome cannot be written. The pass says so (exit 1, one line, no traceback); once
+    the database is back, the pass after the lease finds the delivery `uncertain` and sends
+    nothing again."""
+    start_at = datetime(2030, 3, 18, 14, 0, tzinfo=UTC)
+    t = start_at - 7 * DAY
+    add_sessions(engine, {"outage-002": start_at}, t - 30 * DAY)
+    via_proxy = make_url(pg_url).set(host="127.0.0.1", port=proxy.port)
+    env = bot_env(via_proxy.render_as_string(hide_password=False), x_server, LEASE="10s")
+    folder = tmp_path / "procs"
+    x_server.delay_seconds = 2  # the post is published at once; the answer takes 2 s
+    sender = start("send", ["send", "--now", iso_ms(t), "--json"], env, folder)
+    try:
+        wait_for(lambda: x_server.posts, 30, "the post to reach X")
+        proxy.stop()  # while X's answer is on its way
+        code = sender.wait(timeout=60)
+    finally:
+        sender.kill()
+    err = sender.err()
+    assert code == 1, (code, err)
+    assert "Traceback" not in err, err
+    assert "DATABASE_URL: the database cannot be used" in err, err
+    [row] = ledger(engine)
+    assert (row.status, row.attempts) == ("sending", 1)  # marked, outcome never written
+
+    proxy.start()
+    x_server.delay_seconds = 0
+    [record] = send(env, folder, t + timedelta(seconds=11), code=1)
+    assert (record["session"], record["status"]) == ("outage-002", "uncertain")
+    assert send(env, folder, t + timedelta(hours=1)) == []
+    [post] = x_server.posts
+    assert len(x_server.received) == 1 and session_in(post.text) == "outage-002"
+    [row] = ledger(engine)
+    assert (row.status, row.text) == ("uncertain", post.text)

@@ -5,8 +5,8 @@
    start − offset exactly (in UTC), each before its deadline, larger offsets earlier; when it
    does not exist (a gap) or happens twice (a fold), the file is rejected with one `starts_at`
    line saying which. The test knows which by counting the UTC instants that show that wall time
-   in the zone (zoneinfo's `fold` round trip), not by the bot's own check. Local times are drawn
-   near the zone's real clock changes half of the time, so gaps and folds come up often.
+   in the zone (zoneinfo's `fold` round trip), not by the bot's own check. Local times are mostly
+   drawn near one of the zone's real clock changes, so gaps and folds come up often.
 2. Fuzzed files (valid sessions, then random mutations: dropped, duplicated and unknown fields,
    wrong types, random strings, duplicated, dropped or garbled lines) never make
    `parse_sessions` raise anything but DataError.
@@ -22,6 +22,7 @@ strict xfail tests at the end of this file.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select, text
 
@@ -49,7 +50,6 @@ from tests.support.cli import BotCli
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 ZONES = sorted(z for z in available_timezones() if z not in _NOT_ZONES)
-FEW = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")
@@ -79,22 +79,25 @@ def clock_changes(name: str, year: int) -> tuple[datetime, ...]:
             while hi - lo > timedelta(seconds=1):
                 mid = lo + (hi - lo) / 2
                 lo, hi = (mid, hi) if mid.astimezone(zone).utcoffset() == offset else (lo, mid)
-            found.append(hi)
+            change = hi.replace(microsecond=0)  # offsets change on whole seconds
+            if change.astimezone(zone).utcoffset() == offset:
+                change += timedelta(seconds=1)
+            found.append(change)
         day, offset = nxt, new
     return tuple(found)
 
 
 @st.composite
 def local_times(draw: st.DrawFn) -> tuple[str, datetime]:
-    """(zone name, naive wall time): near a real clock change half of the time."""
+    """(zone name, naive wall time): mostly near one of the zone's real clock changes."""
     name = draw(st.sampled_from(ZONES))
-    year = draw(st.integers(1900, 2100))
+    year = draw(st.integers(1970, 2040) | st.integers(1900, 2100))
     changes = clock_changes(name, year)
-    if changes and draw(st.booleans()):
+    if changes and draw(st.integers(0, 3)):
         change = draw(st.sampled_from(changes))
         zone = ZoneInfo(name)
         wall_before = (change - timedelta(seconds=1)).astimezone(zone).replace(tzinfo=None)
-        wall = wall_before + timedelta(minutes=draw(st.integers(-150, 150)))
+        wall = wall_before + timedelta(minutes=draw(st.integers(-90, 90)))
         if draw(st.booleans()):
             wall = wall.replace(second=0)
         return name, wall
@@ -129,7 +132,7 @@ def file_with(session_id: str, name: str, wall: datetime, quoted: bool) -> str:
 _ids = iter(range(10**9))
 
 
-@FEW
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     where=local_times(),
     quoted=st.booleans(),
@@ -142,6 +145,7 @@ def test_a_local_time_imports_at_its_one_instant_or_is_rejected_saying_why(
     session_id = f"prop-{next(_ids)}"
     source = file_with(session_id, name, wall, quoted)
     instants = instants_showing(name, wall)
+    event(("nonexistent", "exists once", "ambiguous")[len(instants)])
     if len(instants) != 1:
         with pytest.raises(DataError) as caught:
             parse_sessions(source, "p.yaml")
@@ -306,25 +310,39 @@ def garble(draw: st.DrawFn, source: str) -> str:
 
 
 @st.composite
-def fuzzed_files(draw: st.DrawFn, base: list[dict[str, Any]] | None = None) -> str:
+def fuzzed_docs(
+    draw: st.DrawFn, base: list[dict[str, Any]] | None = None, mutations: tuple[int, ...] = (0, 1)
+) -> Any:
+    """A document built from valid sessions (some updating `base` ones), then mutated (the
+    number of mutations drawn from `mutations`)."""
     doc: list[Any] = draw(VALID)
-    if base is not None and draw(st.booleans()):  # update some existing sessions too
+    if base is not None and draw(st.booleans()):
         for stored in draw(st.lists(st.sampled_from(base), max_size=3, unique_by=id)):
-            changed = dict(stored)
+            changed = copy.deepcopy(stored)
             if draw(st.booleans()):
                 changed["title"] = draw(WORDS)
             if draw(st.booleans()):
-                changed |= draw(STARTS)
+                changed = {k: v for k, v in changed.items() if k != "timezone"} | draw(STARTS)
             doc = [d for d in doc if d["id"] != changed["id"]] + [changed]
-    for _ in range(draw(st.integers(0, 3))):
+    for _ in range(draw(st.sampled_from(mutations))):
         mutate(draw, doc)
-    root: Any = {"sessions": doc}
     if draw(st.integers(0, 20)) == 0:
-        root = draw(st.sampled_from([doc, {"session": doc}, {"sessions": {"a": 1}}, "sessions"]))
+        return draw(st.sampled_from([doc, {"session": doc}, {"sessions": {"a": 1}}, "sessions"]))
+    return {"sessions": doc}
+
+
+def dumped(draw: st.DrawFn, root: Any, garbles: tuple[int, ...] = (0, 1)) -> str:
+    """The document as YAML, its text then garbled (as many times as drawn from `garbles`)."""
     source = yaml.safe_dump(root, allow_unicode=draw(st.booleans()), sort_keys=False)
-    for _ in range(draw(st.integers(0, 2))):
+    for _ in range(draw(st.sampled_from(garbles))):
         source = garble(draw, source)
     return source
+
+
+@st.composite
+def fuzzed_files(draw: st.DrawFn) -> str:
+    root = draw(fuzzed_docs(mutations=(0, 0, 1, 2, 3)))
+    return dumped(draw, root, garbles=(0, 0, 0, 1, 2))
 
 
 def parse_or_data_error(source: str) -> list[SessionData] | None:
@@ -342,6 +360,7 @@ def parse_or_data_error(source: str) -> list[SessionData] | None:
 @given(source=fuzzed_files())
 def test_a_fuzzed_file_gives_sessions_or_a_data_error(source: str) -> None:
     sessions = parse_or_data_error(source)
+    event("parsed" if sessions is not None else "DataError")
     if sessions is not None:
         assert len({s.id for s in sessions}) == len(sessions)
         for s in sessions:
@@ -401,20 +420,16 @@ def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 
 @st.composite
 def import_files(draw: st.DrawFn) -> tuple[str, bool]:
-    """A fuzzed file (that may update BASE sessions), and whether a BOOM paper was put in."""
-    doc = yaml.safe_load(draw(fuzzed_files(base=BASE))) if draw(st.booleans()) else None
-    source = draw(fuzzed_files(base=BASE)) if doc is None else yaml.safe_dump(doc)
-    boom = draw(st.integers(0, 3)) == 0
+    """A fuzzed file that may update BASE sessions, and whether a BOOM paper was put in it."""
+    root = draw(fuzzed_docs(base=BASE, mutations=(0, 0, 0, 1, 2)))
+    sessions = root.get("sessions") if isinstance(root, dict) else None
+    targets = [s for s in sessions if isinstance(s, dict)] if isinstance(sessions, list) else []
+    boom = bool(targets) and draw(st.integers(0, 3)) == 0
     if boom:
-        loaded = yaml.safe_load(source)
-        sessions = loaded.get("sessions") if isinstance(loaded, dict) else None
-        targets = [s for s in sessions or [] if isinstance(s, dict)]
-        if not targets:
-            return source, False
         target = draw(st.sampled_from(targets))
-        target["papers"] = [*(target.get("papers") or [])[:2], {"title": BOOM}]
-        source = yaml.safe_dump(loaded, allow_unicode=True, sort_keys=False)
-    return source, boom
+        papers = target.get("papers")
+        target["papers"] = [*(papers[:2] if isinstance(papers, list) else []), {"title": BOOM}]
+    return dumped(draw, root, garbles=(0, 0, 0, 0, 1)), boom
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -426,6 +441,7 @@ def test_an_import_is_all_or_nothing(trapped: Engine, case: tuple[str, bool]) ->
     old = {s.id: s for s in load_all_sessions(trapped)}
     sessions = parse_or_data_error(source)
     if sessions is None:
+        event("the parse failed")
         assert snapshot(trapped) == before  # a failed parse changes nothing
         return
     refused = boom and any(p.title == BOOM for s in sessions for p in s.papers)
@@ -435,11 +451,13 @@ def test_an_import_is_all_or_nothing(trapped: Engine, case: tuple[str, bool]) ->
         assert snapshot(trapped) == before, "a failed import left a half-written state"
         if not refused:
             raise
+        event("the database refused the last insert")
         return
     assert not refused, "the database refused a paper, yet the import says it succeeded"
 
     stored = {s.id: s for s in load_all_sessions(trapped)}
     parsed = {s.id: s for s in sessions}
+    event("imported, updating a BASE session" if set(parsed) & set(old) else "imported")
     assert set(stored) == set(old) | set(parsed)
     for session_id, now_there in stored.items():
         want = parsed.get(session_id, old.get(session_id))
@@ -481,7 +499,8 @@ def test_out_of_range_times_and_durations_are_data_errors(fields: str) -> None:
 
 @pytest.mark.xfail(
     reason="a session whose end (start + duration) is past datetime.max imports fine, then "
-    "`bot sessions list` crashes with OverflowError in SessionData.ends_at",
+    "`bot sessions list` prints an OverflowError traceback (SessionData.ends_at), and so does "
+    "`bot sessions show` for a start in the last hours of year 9999 (its display times)",
     strict=True,
 )
 @pytest.mark.parametrize(
@@ -498,11 +517,12 @@ def test_a_session_that_ends_after_year_9999_is_rejected_or_listed(
     bot = BotCli(tmp_path / "cwd", {"DATABASE_URL": f"sqlite:///{tmp_path}/bot.db"})
     source = tmp_path / "s.yaml"
     source.write_text(f"sessions:\n  - id: edge\n    title: Edge\n    {fields}\n")
-    code, out, err = bot("sessions", "import", str(source))
+    code, _, err = bot("sessions", "import", str(source))
     if code == 2:  # rejected as bad data: fine
         assert "Traceback" not in err and "sessions[0]" in err
         return
     assert code == 0, err
-    code, out, err = bot("sessions", "list", "--all")
-    assert "Traceback" not in err, err
-    assert code == 0 and "edge" in out
+    for command in (("sessions", "list"), ("sessions", "show", "edge")):
+        code, _, err = bot(*command)
+        assert "Traceback" not in err, (command, err)
+        assert code == 0, (command, err)

@@ -24,10 +24,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from bot.failpoints import POINTS
 from bot.ledger import LEASE_EXPIRED
+from bot.tables import heartbeats
 from tests.reliability.support import (
     HOUR,
     Proc,
@@ -137,6 +138,11 @@ class Workers:
         return self.kills + self.failpoint_deaths
 
 
+def heartbeat_pids(engine: Engine) -> set[int]:
+    with engine.connect() as conn:
+        return set(conn.execute(select(heartbeats.c.pid)).scalars())
+
+
 def killer(workers: Workers, stop: threading.Event, lock: threading.Lock) -> None:
     while not stop.wait(workers.rng.uniform(*KILL_GAP)):
         with lock:
@@ -189,6 +195,16 @@ def test_random_sigkills_never_post_twice_and_leave_nothing_in_flight(
         with lock:
             workers.reap()
             no_stray_deaths()
+            # A worker restarted a moment ago may not have its signal handlers yet: wait until
+            # each live one has written a heartbeat (after they are installed).
+            wait_for(
+                lambda: all(
+                    not p.alive or p.popen.pid in heartbeat_pids(ledger_engine)
+                    for p in workers.slots
+                ),
+                30,
+                "every live worker's first heartbeat",
+            )
             # The graceful stop: sends in flight finish, unsent claims are given back.
             codes = {p.name: p.terminate() for p in workers.slots}
         for name, code in codes.items():
