@@ -50,7 +50,10 @@ def parse_duration(text: str) -> timedelta:
     if not text.strip() or match is None:
         raise ValueError(f"not a duration like 1d, 12h, 90m, 1d12h or 30s: {text!r}")
     days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError as exc:
+        raise ValueError(f"duration out of range: {text!r}") from exc
 
 
 def format_duration(value: timedelta) -> str:

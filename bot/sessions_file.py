@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import re
 from collections.abc import Callable, Hashable
@@ -22,6 +23,8 @@ else:  # libyaml's parser when PyYAML was built with it: several times faster
     _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 STATUSES = ("scheduled", "cancelled")
+YEARS = (1970, 2200)  # far from datetime's limits, so no zone conversion can overflow
+MAX_DURATION = timedelta(days=7)
 _ID = re.compile(r"[a-z0-9][a-z0-9-]{0,79}")
 _TIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
@@ -207,6 +210,8 @@ def _duration(value: object, path: str, p: _Problems) -> timedelta:
         return timedelta(minutes=60)
     if text.startswith("-") or not duration:
         p.add(path, "must be positive", value)
+    elif duration > MAX_DURATION:
+        p.add(path, "must be at most 7d", value)
     elif duration % timedelta(minutes=1):
         p.add(path, "must be whole minutes", value)
     return duration
@@ -315,13 +320,17 @@ def _when(value: object, path: str, p: _Problems) -> datetime | None:
     if value is None:
         p.add(path, "missing")
         return None
+    when = None
     if isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and _TIME.fullmatch(value.strip()):
-        try:
-            return datetime.fromisoformat(value.strip())
-        except ValueError:
-            pass
+        when = value
+    elif isinstance(value, str) and _TIME.fullmatch(value.strip()):
+        with contextlib.suppress(ValueError):
+            when = datetime.fromisoformat(value.strip())
+    if when is not None:
+        if YEARS[0] <= when.year <= YEARS[1]:
+            return when
+        p.add(path, f"must be between the years {YEARS[0]} and {YEARS[1]}", value)
+        return None
     what = "needs a time of day" if isinstance(value, date) else "must be a time"
     p.add(path, f"{what} like 2025-12-15 10:00 or 2025-12-15T15:00:00Z", value)
     return None

@@ -39,13 +39,9 @@ TITLE_RE = re.compile(r"Reliability check ([a-z]+-\d{3}): masked diffusion")
 T = TypeVar("T")
 
 
-def iso(value: datetime) -> str:
-    """`2026-12-20T15:00:00Z`, the form `--now` takes (whole seconds)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def iso_ms(value: datetime) -> str:
-    """`--now` with milliseconds, for moments that must not be rounded down."""
+    """`2026-12-20T15:00:00.250Z`: `--now` to the millisecond (real-clock moments are not
+    whole seconds)."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 

@@ -88,6 +88,8 @@ class TcpProxy:
         try:
             while not self._stop.is_set():
                 for key, _ in sel.select(timeout=0.05):
+                    if key.fileobj.fileno() == -1:  # type: ignore[union-attr]
+                        continue  # closed with its peer earlier in this batch
                     if key.data is None:
                         self._accept(listener, sel)
                     else:
