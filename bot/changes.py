@@ -121,6 +121,9 @@ def _recording(
     now: datetime,
 ) -> Notice | None:
     since = session.recording_since or session.starts_at
+    known = session.occurrence_since
+    if known is not None and known >= session.starts_at and since <= known:
+        return None  # quiet history: imported after it took place, recording and all
     due = max(session.starts_at, since)
     deadline = session.starts_at + settings.recording_window
     key = DeliveryKey(session.id, "recording", channel, session.starts_at)

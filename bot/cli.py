@@ -120,16 +120,33 @@ def parse_now(value: str | None) -> datetime | None:
     from bot.timefmt import parse_instant
 
     try:
-        return parse_instant(value)
+        moment = parse_instant(value)
     except ValueError as exc:
         raise click.BadParameter(
             f"ISO 8601 time with an offset or Z needed ({value})", param_hint="'--now'"
         ) from exc
+    if not 1970 <= moment.year <= 9000:
+        raise click.BadParameter(f"a year between 1970 and 9000 ({value})", param_hint="'--now'")
+    return moment
 
 
 now_option = click.option(
     "--now", "now_text", metavar="TIME", help="Act as if it were TIME (ISO 8601 with offset or Z)."
 )
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Write a file whole or not at all; a path that cannot be written is a usage error."""
+    from pathlib import Path
+
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"{path}: cannot write ({exc.strerror or exc})") from exc
 
 
 def make_clock(fixed: datetime | None) -> Callable[[], datetime]:
@@ -145,7 +162,7 @@ def handles_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from sqlalchemy.exc import OperationalError
+        from sqlalchemy.exc import DBAPIError
 
         try:
             return fn(*args, **kwargs)
@@ -159,7 +176,7 @@ def handles_errors(fn: F) -> F:
         except BotError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
-        except OperationalError as exc:
+        except DBAPIError as exc:
             reason = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
             click.echo(f"DATABASE_URL: the database cannot be used ({reason})", err=True)
             sys.exit(1)
@@ -249,6 +266,11 @@ def send_cmd(
     if dry_run and not _has_schema(app):
         return
     engine = app.engine()
+    if session_id is not None:
+        from bot.store import get_session
+
+        if get_session(engine, session_id) is None:
+            raise UsageError(f"--session: no session with id {session_id!r}")
     dispatcher = Dispatcher(engine, settings, make_clock(parse_now(now_text)))
     try:
         result = dispatcher.run_pass(
@@ -296,6 +318,7 @@ def run_cmd() -> None:
 @json_option
 def plan_cmd(now_text: str | None, days: int) -> None:
     """Every notice of the next N days and the last 7, with its state."""
+    from bot.dispatch import iso as _iso
     from bot.planner import HISTORY, plan
     from bot.store import load_window
 
@@ -332,10 +355,6 @@ def plan_cmd(now_text: str | None, days: int) -> None:
         app.out(record, line)
     if not notices and not app.json:
         click.echo(f"nothing planned in the next {days} days or the last 7")
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @command(cli, "preview")
@@ -376,8 +395,7 @@ def preview_cmd(
         click.echo(f"=== {notice.key.notice} · {notice.key.channel} (first={notice.first}) ===")
         click.echo(_show_message(message))
         if html_file and message.html is not None:
-            with open(html_file, "w", encoding="utf-8") as handle:
-                handle.write(message.html)
+            write_atomically(html_file, message.html.encode("utf-8"))
             html_file = None
 
 

@@ -27,7 +27,16 @@ DELIVERY_STATES = (
 
 def register(cli: click.Group) -> None:
     """Attach the management groups and commands to the root group."""
-    from bot.cli import _app, command, common, json_option, make_clock, now_option, parse_now
+    from bot.cli import (
+        _app,
+        command,
+        common,
+        json_option,
+        make_clock,
+        now_option,
+        parse_now,
+        write_atomically,
+    )
 
     @cli.group("sessions")
     @common
@@ -124,9 +133,7 @@ def register(cli: click.Group) -> None:
         if file is None:
             click.echo(text, nl=False)
             return
-        tmp = Path(f"{file}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(file)  # never a half-written file
+        write_atomically(file, text.encode("utf-8"))
 
     @command(sessions_group, "cancel")
     @click.argument("session_id")
@@ -156,9 +163,7 @@ def register(cli: click.Group) -> None:
         if output is None:
             click.echo(data.decode("utf-8"), nl=False)
             return
-        tmp = Path(f"{output}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(output)
+        write_atomically(output, data)
         click.echo(f"{output}: {len(sessions)} sessions")
 
     @cli.group("deliveries", invoke_without_command=True)
@@ -176,7 +181,7 @@ def register(cli: click.Group) -> None:
         handles_errors(_list_deliveries)(_app(), status, session_id)
 
     @command(deliveries_group, "retry")
-    @click.argument("delivery_id", type=int)
+    @click.argument("delivery_id", type=click.IntRange(1, 2**63 - 1))
     def retry_cmd(delivery_id: int) -> None:
         """Send an uncertain, failed or missed delivery again (before its deadline)."""
         from bot.operator import retry
@@ -184,7 +189,7 @@ def register(cli: click.Group) -> None:
         click.echo(retry(_app().engine(), delivery_id, datetime.now(UTC)))
 
     @command(deliveries_group, "resolve")
-    @click.argument("delivery_id", type=int)
+    @click.argument("delivery_id", type=click.IntRange(1, 2**63 - 1))
     @click.option("--as", "outcome", required=True, type=click.Choice(["sent", "failed"]))
     def resolve_cmd(delivery_id: int, outcome: str) -> None:
         """Settle an uncertain delivery by hand, after checking the channel."""

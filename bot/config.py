@@ -203,7 +203,7 @@ def _parse_zones(reader: _Reader) -> tuple[str, ...]:
 
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build Settings from an environment mapping, or raise ConfigError listing every problem."""
-    from bot.notifiers import registry
+    from bot.notifiers import PluginError, registry
 
     reader = _Reader(env)
     channels = reader.names("CHANNELS", "console")
@@ -213,6 +213,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     for name in channels:
         try:
             notifier = registry.get(name)
+        except PluginError as exc:
+            reader.problem("CHANNELS", f"plugin channel cannot be used: {exc}")
+            continue
         except KeyError:
             known = ", ".join(registry.names())
             reader.problem("CHANNELS", f"unknown channel (known: {known})", name)

@@ -6,7 +6,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
@@ -89,7 +89,7 @@ class PassResult:
 
 def iso(value: datetime) -> str:
     """UTC ISO 8601 with a Z."""
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Dispatcher:
@@ -242,10 +242,12 @@ class Dispatcher:
             if self.should_stop():
                 ledger.release(self.engine, claims[index:], self.clock())
                 break
-            outcomes.append(self._deliver(held, by_id[held.key.session_id]))
+            outcome = self._deliver(held, by_id[held.key.session_id])
+            if outcome is not None:
+                outcomes.append(outcome)
         return outcomes
 
-    def _deliver(self, held: ledger.Claim, session: SessionData) -> Outcome:
+    def _deliver(self, held: ledger.Claim, session: SessionData) -> Outcome | None:
         notice = held.notice
         now = self.clock()
         if now >= notice.deadline:  # the pass took long: never send a stale reminder
@@ -254,9 +256,12 @@ class Dispatcher:
             message = self.render(notice, session, now)
         except (TemplateProblem, PermanentError) as exc:
             return self._finish(held, "failed", now, reason=str(exc))
-        if not ledger.mark_sending(self.engine, held, now, self.settings.lease, message.summary):
+        mark = ledger.mark_sending(self.engine, held, now, self.settings.lease, message.summary)
+        if mark == "changed":  # cancelled, moved or removed while this pass ran
+            return self._finish(held, "skipped", now, reason="session changed before sending")
+        if mark == "lost":  # another process owns it now: its outcome is not ours to report
             log.warning("claim lost before sending", extra=_extra(notice.key, "claim_lost"))
-            return Outcome(notice.key, notice.due_at, "skipped", "claim lost (lease expired)")
+            return None
         failpoints.hit("after_sending_mark")
         return self._call_channel(held, message)
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Table, and_, or_, select, update
+from sqlalchemy import Connection, Engine, Row, Table, and_, exists, or_, select, update
 
 from bot.db import is_sqlite, write_transaction
 from bot.notifiers.base import DeliveryKey
 from bot.planner import OPEN_STATES, LedgerRow, Notice
-from bot.tables import deliveries
+from bot.tables import deliveries, sessions
 
 TABLE: Table = deliveries
 COLUMNS = TABLE.c
@@ -112,17 +112,14 @@ def sweep(engine: Engine, now: datetime) -> list[LedgerRow]:
             .where(COLUMNS.status == "claimed", COLUMNS.lease_expires_at < now)
             .values(status="pending", token=None, lease_expires_at=None, updated_at=now)
         )
+        # One statement: a sender recording its outcome meanwhile is never reported as uncertain.
         expired = conn.execute(
-            select(TABLE).where(COLUMNS.status == "sending", COLUMNS.lease_expires_at < now)
-        ).all()
-        if not expired:
-            return []
-        conn.execute(
             update(TABLE)
-            .where(COLUMNS.id.in_([r.id for r in expired]), COLUMNS.status == "sending")
+            .where(COLUMNS.status == "sending", COLUMNS.lease_expires_at < now)
             .values(status="uncertain", was_uncertain=True, reason=LEASE_EXPIRED, updated_at=now)
-        )
-    return [replace(row_to_ledger(r), status="uncertain", reason=LEASE_EXPIRED) for r in expired]
+            .returning(*TABLE.c)
+        ).all()
+    return [row_to_ledger(r) for r in expired]
 
 
 def settle(engine: Engine, notices: Sequence[Notice], now: datetime) -> list[Notice]:
@@ -208,12 +205,22 @@ def _lock_open_rows(conn: Connection, notices: Sequence[Notice], now: datetime) 
 
 def mark_sending(
     engine: Engine, held: Claim, now: datetime, lease: timedelta, text: str | None = None
-) -> bool:
-    """Commit the `sending` mark (with the text, for an operator); False when the claim was lost."""
+) -> str:
+    """Commit the `sending` mark (with the text, for an operator).
+
+    Returns `sending`; `lost` when the claim expired and went to another process; `changed` when
+    the session was cancelled, moved or removed since the pass read it (the claim is still ours).
+    """
+    current = exists().where(
+        sessions.c.id == COLUMNS.session_id,
+        sessions.c.starts_at == COLUMNS.occurrence,
+        or_(sessions.c.status == "scheduled", COLUMNS.notice == "cancelled"),
+    )
+    ours = and_(COLUMNS.id == held.id, COLUMNS.token == held.token, COLUMNS.status == "claimed")
     with write_transaction(engine) as conn:
         result = conn.execute(
             update(TABLE)
-            .where(COLUMNS.id == held.id, COLUMNS.token == held.token, COLUMNS.status == "claimed")
+            .where(ours, current)
             .values(
                 status="sending",
                 text=text,
@@ -222,7 +229,10 @@ def mark_sending(
                 updated_at=now,
             )
         )
-        return result.rowcount == 1
+        if result.rowcount == 1:
+            return "sending"
+        still_ours = conn.execute(select(COLUMNS.id).where(ours)).first() is not None
+        return "changed" if still_ours else "lost"
 
 
 def record(engine: Engine, held: Claim, status: str, now: datetime, **values: Any) -> bool:
@@ -230,7 +240,7 @@ def record(engine: Engine, held: Claim, status: str, now: datetime, **values: An
     values = {"status": status, "updated_at": now, "lease_expires_at": None, **values}
     if status != "retrying":
         values.setdefault("next_attempt_at", None)
-    if status in ("sent", "failed", "missed", "retrying"):
+    if status in ("sent", "failed", "missed", "retrying", "skipped"):
         values["token"] = None
     if status == "uncertain":
         values["was_uncertain"] = True

@@ -98,11 +98,22 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Scrubs the finished line too, so a secret inside a formatted traceback is replaced."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__(sys.stderr)
+        self.redactor = redactor
+        self.addFilter(redactor)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redactor.scrub(super().format(record))
+
+
 def setup_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None:
     """Send logs to stderr in the chosen format; noisy libraries stay at WARNING."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = RedactingHandler(Redactor(secrets))
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    handler.addFilter(Redactor(secrets))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

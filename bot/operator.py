@@ -111,8 +111,12 @@ def check(engine: Engine, settings: Settings, now: datetime, online: bool) -> li
 
     problems = _plan_problems(engine, settings, now, include_plan=True)
     with engine.connect() as conn:
+        # Failed ones only while a retry can still help; uncertain ones until someone settles them.
         waiting = conn.execute(
-            select(TABLE).where(COLUMNS.status.in_(("uncertain", "failed")))
+            select(TABLE).where(
+                (COLUMNS.status == "uncertain")
+                | ((COLUMNS.status == "failed") & (COLUMNS.deadline > now))
+            )
         ).all()
     for raw in waiting:
         row = row_to_ledger(raw)

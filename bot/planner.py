@@ -26,13 +26,11 @@ LOOKAHEAD = timedelta(days=1)  # sessions read beyond the longest offset, to kno
 # Ledger states. `pending` and `retrying` rows still want sending; `claimed` and `sending` are in
 # flight under a lease; the rest are final until an operator acts.
 OPEN_STATES = frozenset({"pending", "retrying"})
-IN_FLIGHT_STATES = frozenset({"claimed", "sending"})
 FINAL_STATES = frozenset({"sent", "failed", "skipped", "missed", "uncertain"})
 
 # `rearm`: a rescheduled notice's row belongs to an earlier move to the same time; it is reset
 # to pending so this move gets its own notice.
 Action = Literal["send", "skip", "miss", "wait", "done", "rearm"]
-CHANGE_KINDS = ("rescheduled", "cancelled", "recording")
 
 
 @dataclass(frozen=True)
@@ -237,8 +235,3 @@ def wake_times(notices: Iterable[Notice], now: datetime) -> list[datetime]:
         if n.action == "wait"
     }
     return sorted(t for t in times if t > now)
-
-
-def next_wake(notices: Iterable[Notice], now: datetime) -> datetime | None:
-    """The next moment something may fall due."""
-    return next(iter(wake_times(notices, now)), None)

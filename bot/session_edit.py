@@ -51,8 +51,6 @@ def _apply(raw: dict[str, Any], assignments: list[tuple[str, str]]) -> None:
         raw[name] = value  # a string: parse_sessions reads times and durations from text
         if name == "starts_at" and "timezone" not in names and _has_offset(value):
             raw.pop("timezone", None)  # an explicit offset replaces the local-time form
-        if name == "timezone" and "starts_at" not in names and "timezone" not in raw:
-            raw[name] = value
 
 
 def _has_offset(value: str) -> bool:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, delete, exists, insert, select, text, update
 
 from bot import tables
 from bot.db import is_sqlite, write_transaction
@@ -149,13 +149,22 @@ def _write(conn: Connection, w: _Writes, now: datetime) -> None:
     """Every write as one executemany per statement, never row by row through the ORM."""
     by_id = tables.sessions.c.id == bindparam("b_id")
     gone: list[dict[str, Any]] = [{"b_id": sid} for sid in w.deleted]
-    emptied = [{"b_id": sid} for sid in w.emptied] + gone
-    for table in (tables.speakers, tables.papers, tables.deliveries):
-        rows = gone if table is tables.deliveries else emptied
-        if rows:
-            conn.execute(delete(table).where(table.c.session_id == bindparam("b_id")), rows)
+    emptied = [{"b_id": sid} for sid in w.emptied]
+    for table in (tables.speakers, tables.papers):
+        if emptied:
+            conn.execute(delete(table).where(table.c.session_id == bindparam("b_id")), emptied)
     if gone:
-        conn.execute(delete(tables.sessions).where(by_id), gone)
+        # Re-checked as it is deleted: a worker may have started sending since the plan was made
+        # (speakers and papers go with the session, ON DELETE CASCADE).
+        other = tables.deliveries.alias("other")
+        maybe_sent = exists().where(
+            other.c.session_id == bindparam("b_id"), other.c.status.in_(MAYBE_SENT)
+        )
+        d = tables.deliveries.c
+        conn.execute(
+            delete(tables.deliveries).where(d.session_id == bindparam("b_id"), ~maybe_sent), gone
+        )
+        conn.execute(delete(tables.sessions).where(by_id, ~maybe_sent), gone)
     if w.new:
         conn.execute(insert(tables.sessions), w.new)
     # Parameter keys that name columns become the SET clause; `b_id` only picks the row.

@@ -212,3 +212,10 @@ def test_change_notices_off_sends_none(engine: Engine) -> None:
     g.clock.set(A - 6 * D)
     g.save(replace(SESSION, starts_at=B))
     assert g.run(A - 6 * D) == []
+
+
+def test_importing_a_past_session_with_its_recording_sends_nothing(engine: Engine) -> None:
+    g = Group(engine, A + 2 * D)
+    g.save(replace(SESSION, recording_url="https://www.youtube.com/watch?v=abc"))
+    assert g.run(A + 2 * D) == []
+    assert statuses(engine) == {}

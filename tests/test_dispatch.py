@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, update
 
-from bot import ledger
+from bot import ledger, tables
 from bot.config import Reminder, Settings
 from bot.db import write_transaction
 from bot.dispatch import Dispatcher, retry_delay
@@ -150,7 +150,7 @@ def test_expired_sending_mark_becomes_uncertain_and_a_late_success_is_recorded(
     dispatcher, clock, x = make(engine, START - 7 * D)
     notices = [n for n in _due(dispatcher) if n.key.channel == "x"]
     (held,) = ledger.claim(engine, notices, clock.now, SETTINGS.lease)
-    assert ledger.mark_sending(engine, held, clock.now, SETTINGS.lease)
+    assert ledger.mark_sending(engine, held, clock.now, SETTINGS.lease) == "sending"
     clock.advance(SETTINGS.lease + M)  # the sender is slow; another pass sweeps
     result = dispatcher.run_pass(channels=["x"])
     assert [o.status for o in result.outcomes] == ["uncertain"]
@@ -167,7 +167,7 @@ def test_expired_claim_without_a_sending_mark_goes_back_in_line(engine: Engine) 
     clock.advance(SETTINGS.lease + M)
     result = dispatcher.run_pass(channels=["x"])
     assert [o.status for o in result.outcomes] == ["sent"]
-    assert not ledger.mark_sending(engine, held, clock.now, SETTINGS.lease)  # the old claim lost
+    assert ledger.mark_sending(engine, held, clock.now, SETTINGS.lease) == "lost"
     assert len(x.sent) == 1
 
 
@@ -179,6 +179,19 @@ def test_a_reminder_is_not_sent_once_its_deadline_passed_during_the_pass(engine:
     clock.set(START + M)
     outcome = dispatcher._deliver(held, dispatcher_session(engine))
     assert outcome.status == "missed"
+    assert x.attempts == []
+
+
+def test_a_session_cancelled_while_the_pass_runs_is_not_sent(engine: Engine) -> None:
+    add_session(engine, "s1", START)
+    dispatcher, clock, x = make(engine, START - 7 * D)
+    notices = [n for n in _due(dispatcher) if n.key.channel == "x"]
+    (held,) = ledger.claim(engine, notices, clock.now, SETTINGS.lease)
+    with write_transaction(engine) as conn:  # an operator cancels between claim and send
+        conn.execute(update(tables.sessions).values(status="cancelled"))
+    outcome = dispatcher._deliver(held, dispatcher_session(engine))
+    assert outcome is not None
+    assert (outcome.status, outcome.reason) == ("skipped", "session changed before sending")
     assert x.attempts == []
 
 

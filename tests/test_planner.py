@@ -9,7 +9,7 @@ import pytest
 from bot.config import Reminder, Settings
 from bot.domain import SessionData
 from bot.notifiers.base import DeliveryKey
-from bot.planner import LedgerRow, Notice, next_wake, plan
+from bot.planner import LedgerRow, Notice, plan, wake_times
 
 D, H, M = timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)
 START = datetime(2026, 12, 14, 15, 0, tzinfo=UTC)  # 10:00 New York
@@ -185,7 +185,6 @@ def test_channel_filter_plans_only_those_channels() -> None:
 def test_next_wake_is_the_earliest_future_due_or_retry_time() -> None:
     rows = [row("announce", "retrying", next_attempt_at=START - 7 * D + 4 * M)]
     notices = plan([session()], rows, SETTINGS, START - 7 * D + M)
-    assert next_wake(notices, START - 7 * D + M) == START - 7 * D + 4 * M
-    assert next_wake(plan([session()], [], SETTINGS, START - 8 * D), START - 8 * D) == (
-        START - 7 * D
-    )
+    assert wake_times(notices, START - 7 * D + M)[0] == START - 7 * D + 4 * M
+    later = wake_times(plan([session()], [], SETTINGS, START - 8 * D), START - 8 * D)
+    assert later == [START - 7 * D, START - D, START - H]

@@ -14,6 +14,13 @@ _BUILTIN = {
 }
 
 
+class PluginError(KeyError):
+    """A channel's plugin could not be loaded."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class _Registry:
     """Maps channel names to notifier classes, importing each module only when it is asked for."""
 
@@ -34,9 +41,14 @@ class _Registry:
         """The notifier class for `name`; KeyError when there is none."""
         target = _BUILTIN.get(name) or self._targets()[name]
         module_name, _, attr = target.partition(":")
-        cls = getattr(importlib.import_module(module_name), attr)
+        try:
+            cls = getattr(importlib.import_module(module_name), attr)
+        except Exception as exc:  # a broken plugin is reported, not a traceback
+            raise PluginError(
+                f"{name}: cannot load {target} ({type(exc).__name__}: {exc})"
+            ) from exc
         if not (isinstance(cls, type) and issubclass(cls, Notifier)):
-            raise KeyError(name)
+            raise PluginError(f"{name}: {target} is not a Notifier class")
         return cls
 
 

@@ -116,6 +116,10 @@ def parse_email_config(env: Mapping[str, str]) -> EmailConfig:
         problems.append(f"SMTP_SECURITY: must be one of {', '.join(SECURITY_MODES)} ({security})")
     username = get("SMTP_USERNAME") or None
     password = Secret(get("SMTP_PASSWORD")) if get("SMTP_PASSWORD") else None
+    if password is not None and not password.get().isascii():  # smtplib logs in with ASCII only
+        problems.append("SMTP_PASSWORD: must be ASCII for SMTP login (value hidden)")
+    if username is not None and not username.isascii():
+        problems.append(f"SMTP_USERNAME: must be ASCII for SMTP login ({username})")
     if username and password is None:
         problems.append("SMTP_PASSWORD: missing (required when SMTP_USERNAME is set)")
     if password is not None and not username:
