@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.logs import setup_logging
+from bot.logs import _QUIET, setup_logging
 from tests.support.cli import BotCli
 
 
@@ -81,12 +81,19 @@ def test_a_non_ascii_smtp_password_is_a_configuration_error(bot: BotCli) -> None
 def test_a_secret_inside_a_logged_traceback_is_redacted(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    setup_logging("INFO", "text", ["hunter2-secret-token"])
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level, {n: logging.getLogger(n).level for n in _QUIET})
     try:
-        raise RuntimeError("posting to https://hooks.example/hunter2-secret-token failed")
-    except RuntimeError:
-        logging.getLogger("bot.test").exception("notifier crashed")
-    err = capsys.readouterr().err
+        setup_logging("INFO", "text", ["hunter2-secret-token"])
+        try:
+            raise RuntimeError("posting to https://hooks.example/hunter2-secret-token failed")
+        except RuntimeError:
+            logging.getLogger("bot.test").exception("notifier crashed")
+        err = capsys.readouterr().err
+    finally:  # logging is process-wide: leave it as other tests expect it
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        for name, level in saved[2].items():
+            logging.getLogger(name).setLevel(level)
     assert "notifier crashed" in err and "RuntimeError" in err
     assert "hunter2-secret-token" not in err
-    logging.getLogger().handlers.clear()
