@@ -319,7 +319,7 @@ def run_cmd() -> None:
 def plan_cmd(now_text: str | None, days: int) -> None:
     """Every notice of the next N days and the last 7, with its state."""
     from bot.dispatch import iso as _iso
-    from bot.planner import HISTORY, plan
+    from bot.planner import HISTORY, plan, recordings_since
     from bot.store import load_window
 
     app = _app()
@@ -327,7 +327,12 @@ def plan_cmd(now_text: str | None, days: int) -> None:
     now = make_clock(parse_now(now_text))()
     longest = max((r.offset for r in settings.reminders), default=timedelta(0))
     sessions, rows = load_window(
-        app.engine(), now - HISTORY, now + timedelta(days=days) + longest, announced_after=now
+        app.engine(),
+        now - HISTORY,
+        now + timedelta(days=days) + longest,
+        announced_after=now,
+        recordings_from=recordings_since(settings, now),
+        recording_channels=len(settings.recording_channels),
     )
     notices = [
         n

@@ -23,7 +23,7 @@ from bot.errors import (
 )
 from bot.notifiers import registry
 from bot.notifiers.base import DeliveryKey, Message, Notifier
-from bot.planner import Notice, plan, session_window, wake_times
+from bot.planner import Notice, plan, recordings_since, session_window, wake_times
 from bot.store import load_window
 
 if TYPE_CHECKING:
@@ -147,7 +147,13 @@ class Dispatcher:
                 result.outcomes.append(outcome)
         start_from, start_to = session_window(self.settings, now)
         sessions, rows = load_window(
-            self.engine, start_from, start_to, session_id=session_id, announced_after=now
+            self.engine,
+            start_from,
+            start_to,
+            session_id=session_id,
+            announced_after=now,
+            recordings_from=recordings_since(self.settings, now),
+            recording_channels=len(self.settings.recording_channels),
         )
         notices = plan(sessions, rows, self.settings, now, channels=channels)
         result.wake_times = wake_times(notices, now)

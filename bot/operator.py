@@ -81,13 +81,18 @@ def _plan_problems(
     engine: Engine, settings: Settings, now: datetime, *, include_plan: bool
 ) -> list[str]:
     from bot.dispatch import Dispatcher
-    from bot.planner import plan
+    from bot.planner import plan, recordings_since
     from bot.store import load_window
 
     dispatcher = Dispatcher(engine, settings, lambda: now)
     problems = [f"templates: {p}" for p in dispatcher.renderer.check_syntax()]
     sessions, rows = load_window(
-        engine, now - timedelta(days=1), now + CHECK_HORIZON, announced_after=now
+        engine,
+        now - timedelta(days=1),
+        now + CHECK_HORIZON,
+        announced_after=now,
+        recordings_from=recordings_since(settings, now),
+        recording_channels=len(settings.recording_channels),
     )
     by_id = {s.id: s for s in sessions}
     for notice in plan(sessions, rows, settings, now):

@@ -90,10 +90,14 @@ def deadline_for(starts_at: datetime, offset: timedelta) -> datetime:
 
 
 def session_window(settings: Settings, now: datetime) -> tuple[datetime, datetime]:
-    """The range of start times whose notices can be due, or recently missed, at `now`."""
+    """The range of start times whose reminders can be due, or recently missed, at `now`."""
     longest = max((r.offset for r in settings.reminders), default=timedelta(0))
-    back = max(HISTORY, settings.recording_window) if settings.recording_channels else HISTORY
-    return now - back, now + longest + LOOKAHEAD
+    return now - HISTORY, now + longest + LOOKAHEAD
+
+
+def recordings_since(settings: Settings, now: datetime) -> datetime | None:
+    """Sessions with a recording that started after this may still owe a `recording` notice."""
+    return now - settings.recording_window if settings.recording_channels else None
 
 
 def _index(rows: Iterable[LedgerRow]) -> dict[DeliveryKey, LedgerRow]:

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, or_, select
+from sqlalchemy import Connection, Engine, func, select
 
 from bot.domain import Paper, SessionData, Speaker
 from bot.ledger import load_rows
-from bot.planner import LedgerRow
+from bot.planner import FINAL_STATES, LedgerRow
 from bot.tables import deliveries, papers, sessions, speakers
 
 
@@ -25,6 +25,35 @@ def _children(conn: Connection, table: Any, ids: Sequence[str]) -> dict[str, lis
     return found
 
 
+def _told_after(conn: Connection, moment: datetime) -> list[str]:
+    """Sessions whose subscribers were told of a start after `moment` (a move needs a notice)."""
+    d = deliveries.c
+    query = select(d.session_id).where(d.status == "sent", d.occurrence >= moment).distinct()
+    return list(conn.scalars(query))
+
+
+def _owing_recording(conn: Connection, since: datetime, until: datetime, channels: int) -> set[str]:
+    """Sessions started in [since, until) with a recording whose notices are not all settled."""
+    d = deliveries.c
+    settled = (
+        select(func.count())
+        .where(
+            d.session_id == sessions.c.id,
+            d.notice == "recording",
+            d.occurrence == sessions.c.starts_at,
+            d.status.in_(FINAL_STATES),
+        )
+        .scalar_subquery()
+    )
+    query = select(sessions.c.id).where(
+        sessions.c.starts_at >= since,
+        sessions.c.starts_at < until,
+        sessions.c.recording_url.is_not(None),
+        settled < channels,
+    )
+    return set(conn.scalars(query))
+
+
 def load_sessions(
     conn: Connection,
     start_from: datetime | None = None,
@@ -32,29 +61,36 @@ def load_sessions(
     *,
     session_id: str | None = None,
     announced_after: datetime | None = None,
+    recordings_from: datetime | None = None,
+    recording_channels: int = 1,
 ) -> list[SessionData]:
     """Sessions starting in [start_from, start_to] (an indexed range), with speakers and papers.
 
     With `announced_after`, also every session whose subscribers were told of a start after that
     moment, wherever it starts now: a move or cancellation of it needs a notice.
     """
-    query = select(sessions).order_by(sessions.c.starts_at, sessions.c.id)
-    in_window = []
+    query = select(sessions)
     if start_from is not None:
-        in_window.append(sessions.c.starts_at >= start_from)
+        query = query.where(sessions.c.starts_at >= start_from)
     if start_to is not None:
-        in_window.append(sessions.c.starts_at <= start_to)
-    if announced_after is not None and in_window:
-        d = deliveries.c
-        told = select(d.session_id).where(d.occurrence >= announced_after, d.status == "sent")
-        query = query.where(or_(and_(*in_window), sessions.c.id.in_(told)))
-    elif in_window:
-        query = query.where(*in_window)
+        query = query.where(sessions.c.starts_at <= start_to)
     if session_id is not None:
         query = query.where(sessions.c.id == session_id)
-    rows = conn.execute(query).all()
+    rows = list(conn.execute(query))
+    # Sessions outside the window that may still owe a change notice: read by separate, simple
+    # indexed queries (one OR across them makes the engines scan the ledger).
+    more = set(_told_after(conn, announced_after)) if announced_after is not None else set()
+    if recordings_from is not None and start_from is not None:
+        more |= _owing_recording(conn, recordings_from, start_from, recording_channels)
+    more -= {r.id for r in rows}
+    if session_id is not None:
+        more &= {session_id}
+    for start in range(0, len(more), 500):
+        chunk = sorted(more)[start : start + 500]
+        rows.extend(conn.execute(select(sessions).where(sessions.c.id.in_(chunk))))
     if not rows:
         return []
+    rows.sort(key=lambda r: (r.starts_at, r.id))
     ids = [r.id for r in rows]
     by_speaker, by_paper = _children(conn, speakers, ids), _children(conn, papers, ids)
     return [
@@ -89,11 +125,19 @@ def load_window(
     *,
     session_id: str | None = None,
     announced_after: datetime | None = None,
+    recordings_from: datetime | None = None,
+    recording_channels: int = 1,
 ) -> tuple[list[SessionData], list[LedgerRow]]:
     """Sessions starting in [start_from, start_to], and all their ledger rows, in one snapshot."""
     with engine.connect() as conn:
         found = load_sessions(
-            conn, start_from, start_to, session_id=session_id, announced_after=announced_after
+            conn,
+            start_from,
+            start_to,
+            session_id=session_id,
+            announced_after=announced_after,
+            recordings_from=recordings_from,
+            recording_channels=recording_channels,
         )
         rows = load_rows(conn, [s.id for s in found]) if found else []
     return found, rows

@@ -143,7 +143,7 @@ deliveries = Table(
     UniqueConstraint("session_id", "notice", "channel", "occurrence", name="uq_delivery_key"),
     Index("ix_deliveries_status_next", "status", "next_attempt_at"),
     Index("ix_deliveries_status_lease", "status", "lease_expires_at"),
-    Index("ix_deliveries_occurrence_status", "occurrence", "status"),
+    Index("ix_deliveries_status_occurrence", "status", "occurrence"),
 )
 
 heartbeats = Table(

@@ -219,3 +219,13 @@ def test_importing_a_past_session_with_its_recording_sends_nothing(engine: Engin
     g.save(replace(SESSION, recording_url="https://www.youtube.com/watch?v=abc"))
     assert g.run(A + 2 * D) == []
     assert statuses(engine) == {}
+
+
+def test_a_recording_added_ten_days_after_the_session_is_still_announced(engine: Engine) -> None:
+    g = Group(engine, A - 10 * D)
+    g.save(SESSION)
+    g.run(A - 7 * D)
+    g.run(A - D)
+    g.clock.set(A + 10 * D)  # older than the 7 days a pass reads for reminders
+    g.save(replace(SESSION, recording_url="https://www.youtube.com/watch?v=late"))
+    assert g.run(A + 10 * D) == [("recording", "x", "sent")]

@@ -22,7 +22,7 @@ def upgrade() -> None:
     op.execute("UPDATE sessions SET recording_since = updated_at WHERE recording_url IS NOT NULL")
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_deliveries_occurrence_status", ["occurrence", "status"], unique=False
+            "ix_deliveries_status_occurrence", ["status", "occurrence"], unique=False
         )
     op.create_table(
         "session_changes",
@@ -46,7 +46,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_session_changes_session_id"))
     op.drop_table("session_changes")
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.drop_index("ix_deliveries_occurrence_status")
+        batch_op.drop_index("ix_deliveries_status_occurrence")
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.drop_column("recording_since")
         batch_op.drop_column("status_since")
