@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, select
 
 from bot.db import make_engine, upgrade
-from bot.models import Delivery, Paper, Session, Speaker
+from bot.models import Delivery
+from tests.support.data import add_sessions
 from tests.support.xapi import XStandIn
 
 pytestmark = pytest.mark.slow
@@ -63,48 +64,8 @@ def bulk_sessions(url: str, starts_at: datetime) -> None:
     engine = make_engine(url)
     try:
         upgrade(engine)
-        since = starts_at - 30 * DAY
-        with engine.begin() as conn:
-            conn.execute(
-                insert(Session),
-                [
-                    {
-                        "id": session_id(i),
-                        "title": title(i),
-                        "starts_at": starts_at,
-                        "timezone": "America/New_York",
-                        "duration_minutes": 60,
-                        "abstract": "Diffusion language models denoise a whole sequence.",
-                        "meeting_url": "https://example.zoom.us/j/123",
-                        "recording_url": None,
-                        "status": "scheduled",
-                        "sequence": 0,
-                        "occurrence_since": since,
-                        "created_at": since,
-                        "updated_at": since,
-                    }
-                    for i in range(SESSIONS)
-                ],
-            )
-            conn.execute(
-                insert(Speaker),
-                [
-                    {"session_id": session_id(i), "position": 0, "name": "Shansan Gong"}
-                    for i in range(SESSIONS)
-                ],
-            )
-            conn.execute(
-                insert(Paper),
-                [
-                    {
-                        "session_id": session_id(i),
-                        "position": 0,
-                        "title": "DiffuCoder",
-                        "url": "https://arxiv.org/abs/2506.20639",
-                    }
-                    for i in range(SESSIONS)
-                ],
-            )
+        starts = {session_id(i): starts_at for i in range(SESSIONS)}
+        add_sessions(engine, starts, starts_at - 30 * DAY, lambda sid: title(int(sid[-3:])))
     finally:
         engine.dispose()
 

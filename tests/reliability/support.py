@@ -14,18 +14,19 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import Engine, Row, func, insert, select
+from sqlalchemy import Engine, Row, func, select
 
 from bot.db import make_engine, upgrade
-from bot.tables import deliveries, heartbeats, papers, sessions, speakers
+from bot.tables import deliveries, heartbeats
 from tests.support.cli import base_env
+from tests.support.data import add_sessions as insert_sessions
 from tests.support.xapi import XStandIn
 
 DAY, HOUR, MINUTE = timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)
@@ -91,44 +92,17 @@ def migrated(url: str) -> Engine:
     return engine
 
 
+def one_session_db(url: str, sid: str, start: datetime) -> Iterator[Engine]:
+    """A migrated database holding one session, known for a month before its announce was due."""
+    engine = migrated(url)
+    add_sessions(engine, {sid: start}, start - timedelta(days=37))
+    yield engine
+    engine.dispose()
+
+
 def add_sessions(engine: Engine, starts: Mapping[str, datetime], since: datetime) -> None:
     """Insert sessions (id → start), each in the database since `since`, in one transaction."""
-    rows = [
-        {
-            "id": sid,
-            "title": title_of(sid),
-            "starts_at": start,
-            "timezone": "America/New_York",
-            "duration_minutes": 60,
-            "abstract": "Diffusion language models denoise a whole sequence.",
-            "meeting_url": "https://example.zoom.us/j/123",
-            "recording_url": None,
-            "status": "scheduled",
-            "sequence": 0,
-            "occurrence_since": since,
-            "created_at": since,
-            "updated_at": since,
-        }
-        for sid, start in starts.items()
-    ]
-    with engine.begin() as conn:
-        conn.execute(insert(sessions), rows)
-        conn.execute(
-            insert(speakers),
-            [{"session_id": sid, "position": 0, "name": "Shansan Gong"} for sid in starts],
-        )
-        conn.execute(
-            insert(papers),
-            [
-                {
-                    "session_id": sid,
-                    "position": 0,
-                    "title": "DiffuCoder",
-                    "url": "https://arxiv.org/abs/2506.20639",
-                }
-                for sid in starts
-            ],
-        )
+    insert_sessions(engine, starts, since, title_of)
 
 
 def ledger(engine: Engine) -> list[Row[Any]]:

@@ -20,10 +20,9 @@ from sqlalchemy import Engine
 from bot.ledger import LEASE_EXPIRED
 from tests.reliability.support import (
     MINUTE,
-    add_sessions,
     bot_env,
     iso_ms,
-    migrated,
+    one_session_db,
     only_row,
     send,
     session_in,
@@ -43,10 +42,7 @@ SID = "slow-001"
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
-    eng = migrated(db_url)
-    add_sessions(eng, {SID: START}, T - timedelta(days=30))
-    yield eng
-    eng.dispose()
+    yield from one_session_db(db_url, SID, START)
 
 
 def test_a_late_answer_after_the_sweep_still_records_sent_once(

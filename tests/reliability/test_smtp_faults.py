@@ -25,9 +25,8 @@ from sqlalchemy import Engine
 
 from tests.reliability.support import (
     MINUTE,
-    add_sessions,
     base_env_email,
-    migrated,
+    one_session_db,
     only_row,
     send,
 )
@@ -40,15 +39,7 @@ SID = "smtp-001"
 
 @pytest.fixture
 def engine(sqlite_url: str) -> Iterator[Engine]:
-    eng = migrated(sqlite_url)
-    add_sessions(eng, {SID: START}, T - timedelta(days=30))
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    return tmp_path / "procs"
+    yield from one_session_db(sqlite_url, SID, START)
 
 
 def env_for(url: str, server: SmtpStandIn, **extra: str) -> dict[str, str]:

@@ -22,9 +22,8 @@ from sqlalchemy import Engine
 from tests.reliability.support import (
     HOUR,
     MINUTE,
-    add_sessions,
     bot_env,
-    migrated,
+    one_session_db,
     only_row,
     send,
     session_in,
@@ -39,15 +38,7 @@ SID = "xfault-001"
 
 @pytest.fixture
 def engine(sqlite_url: str) -> Iterator[Engine]:
-    eng = migrated(sqlite_url)
-    add_sessions(eng, {SID: START}, T - timedelta(days=30))
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    return tmp_path / "procs"
+    yield from one_session_db(sqlite_url, SID, START)
 
 
 def one(records: list[dict[str, object]], status: str) -> dict[str, object]:

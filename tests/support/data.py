@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session as OrmSession
 
+from bot import tables
 from bot.models import Delivery, Paper, Session, Speaker
 
 
@@ -43,6 +45,47 @@ def add_session(
                 ],
             )
         )
+
+
+def add_sessions(
+    engine: Engine,
+    starts: Mapping[str, datetime],
+    since: datetime,
+    title: Callable[[str], str],
+) -> None:
+    """Insert many sessions (id → start) in one transaction, each known since `since`."""
+    rows = [
+        {
+            "id": sid,
+            "title": title(sid),
+            "starts_at": start,
+            "timezone": "America/New_York",
+            "duration_minutes": 60,
+            "abstract": "Diffusion language models denoise a whole sequence.",
+            "meeting_url": "https://example.zoom.us/j/123",
+            "recording_url": None,
+            "status": "scheduled",
+            "sequence": 0,
+            "occurrence_since": since,
+            "created_at": since,
+            "updated_at": since,
+        }
+        for sid, start in starts.items()
+    ]
+    speakers = [{"session_id": sid, "position": 0, "name": "Shansan Gong"} for sid in starts]
+    papers = [
+        {
+            "session_id": sid,
+            "position": 0,
+            "title": "DiffuCoder",
+            "url": "https://arxiv.org/abs/2506.20639",
+        }
+        for sid in starts
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(tables.sessions), rows)
+        conn.execute(insert(tables.speakers), speakers)
+        conn.execute(insert(tables.papers), papers)
 
 
 def deliveries(engine: Engine) -> list[Delivery]:
