@@ -1,38 +1,66 @@
-"""Change notices (SPEC §6 rules 6–8), pure like the planner: rescheduled, cancelled, recording.
+"""Change and recording notices (SPEC §6 rules 6 and 8), pure like the planner.
 
-- `rescheduled`: the start subscribers on a channel were last told (the occurrence of the newest
-  delivery sent there) differs from the current start. Due when the start was changed, until the
-  new start. A session moved twice before anything went out, or moved and moved back before the
-  notice went out, sends nothing: what was announced is compared, not each edit.
-- `cancelled`: on each channel where something was sent, once, before the start.
-- `recording`: when a started session gets a recording URL, once per RECORDING_CHANNELS channel,
-  until RECORDING_WINDOW after the start.
+The told-state model: for every session and channel, what the channel was last told is the start
+and status described by its newest message, in the order the database granted their `sending`
+marks (`LedgerRow.mark`, never a clock). While the session has not started, whenever its current
+state differs from that, one change notice goes out on the channel, describing the current state:
+
+- `rescheduled`: the start differs;
+- `cancelled`: the session is cancelled now, the channel was told it was on;
+- `reinstated`: the channel was told it was cancelled, and it is on again.
+
+A change notice's key carries the mark of the message it follows (`DeliveryKey.change`), so every
+change is a delivery of its own and nothing already sent can block a later one. A change undone
+before its notice went out leaves nothing to announce; two changes between passes give one notice
+describing the newest state. Channels told nothing hear nothing about changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bot.config import Settings
-from bot.domain import SessionData
-from bot.notifiers.base import DeliveryKey
-from bot.planner import FINAL_STATES, OPEN_STATES, Action, LedgerRow, Notice
+from bot.domain import (
+    CHANGE_KINDS,
+    OPEN_STATES,
+    Action,
+    DeliveryKey,
+    LedgerRow,
+    Notice,
+    SessionData,
+)
 
-History = Mapping[tuple[str, str], list[LedgerRow]]
+History = Mapping[tuple[str, str], Sequence[LedgerRow]]
 
 
-def _stamp(value: datetime) -> str:
+@dataclass(frozen=True)
+class Cutoff:
+    """A change notice went (or goes) out at `at`: reminders of its start due by then are moot."""
+
+    at: datetime
+    notice: str
+
+
+def stamp(value: datetime) -> str:
+    """A compact UTC time for reasons: 2026-12-14T15:00Z."""
     return value.strftime("%Y-%m-%dT%H:%MZ")
 
 
-def _thread(told: list[LedgerRow]) -> tuple[str, ...]:
-    """What went out on a channel, as the channel named it (an email's Message-ID)."""
-    return tuple(r.external_id for r in told if r.external_id)
+def told_history(rows: Iterable[LedgerRow]) -> dict[tuple[str, str], list[LedgerRow]]:
+    """Per (session, channel), every message that may have reached it, in the database's order."""
+    found: dict[tuple[str, str], list[LedgerRow]] = defaultdict(list)
+    for row in rows:
+        if row.told:
+            found[(row.key.session_id, row.key.channel)].append(row)
+    for told in found.values():
+        told.sort(key=lambda r: (r.mark if r.mark is not None else -1, r.id))
+    return found
 
 
-def _decide(
+def decide(
     key: DeliveryKey,
     due: datetime,
     deadline: datetime,
@@ -60,109 +88,103 @@ def _decide(
     return notice("send", reason)
 
 
-def _rescheduled(
-    session: SessionData,
-    channel: str,
-    told: list[LedgerRow],
-    ledger: Mapping[DeliveryKey, LedgerRow],
-    now: datetime,
-) -> tuple[Notice | None, datetime | None]:
-    """The rescheduled notice for one channel, and the moment it supersedes reminders up to."""
+def _thread(told: Sequence[LedgerRow]) -> tuple[str, ...]:
+    """What went out on a channel, as the channel named it (an email's Message-ID)."""
+    return tuple(r.external_id for r in told if r.external_id)
+
+
+def change_kind(told_start: datetime, told_cancelled: bool, session: SessionData) -> str | None:
+    """The change notice a channel told (start, cancelled) needs now, or None."""
+    if session.cancelled:
+        return None if told_cancelled else "cancelled"
+    if told_cancelled:
+        return "reinstated"
+    return "rescheduled" if told_start != session.starts_at else None
+
+
+def _reason(kind: str, told_start: datetime, session: SessionData) -> str:
     start = session.starts_at
-    since = session.occurrence_since or start
-    key = DeliveryKey(session.id, "rescheduled", channel, start)
-    row = ledger.get(key)
-    if row is not None and row.due_at < since and row.status in FINAL_STATES:
-        row_is_current = False  # it belongs to an earlier move to this same start
-    else:
-        row_is_current = row is not None
-    last = told[-1] if told else None
-    if last is None or (last.key.occurrence == start and not row_is_current):
-        return None, None  # nothing announced yet, or the announced time is the current one
-    thread = _thread(told)
-    if row_is_current and row is not None and row.status not in OPEN_STATES:
-        done = Notice(key, None, row.due_at, start, "done", False, row.reason, row, thread=thread)
-        return done, row.when
-    previous = last.key.occurrence
-    reason = f"start moved from {_stamp(previous)} to {_stamp(start)}"
-    number = 1 + sum(r.key.notice == "rescheduled" for r in told)
-    if not row_is_current and row is not None:
-        rearm = Notice(key, None, since, start, "rearm", False, reason, row, previous, thread)
-        return replace(rearm, number=number), now
-    notice = _decide(key, since, start, row, now, reason, previous=previous, thread=thread)
-    if notice is None:
-        return None, None
-    return replace(notice, number=number), now if notice.action in ("send", "wait") else None
+    if kind == "rescheduled":
+        return f"start moved from {stamp(told_start)} to {stamp(start)}"
+    if kind == "cancelled":
+        return f"session cancelled (the channel was told {stamp(told_start)})"
+    moved = f", now at {stamp(start)}" if told_start != start else ""
+    return f"session on again after a cancellation{moved}"
 
 
-def _cancelled(
+def _state_since(session: SessionData, now: datetime) -> datetime:
+    """When the session's start or status took its current value."""
+    known = [t for t in (session.occurrence_since, session.status_since) if t is not None]
+    return max(known) if known else now
+
+
+def _cutoff(session: SessionData, told: Sequence[LedgerRow]) -> Cutoff | None:
+    """The newest change notice told for the current start, which moots reminders due by then."""
+    for row in reversed(told):
+        if row.key.notice in ("rescheduled", "reinstated"):
+            if row.key.occurrence != session.starts_at:
+                return None
+            return Cutoff(row.sent_at or row.due_at, row.key.notice)
+    return None
+
+
+def channel_change(
     session: SessionData,
     channel: str,
-    told: list[LedgerRow],
+    told: Sequence[LedgerRow],
     ledger: Mapping[DeliveryKey, LedgerRow],
     now: datetime,
-) -> Notice | None:
-    told = [r for r in told if r.key.notice != "cancelled"]
+) -> tuple[Notice | None, Cutoff | None]:
+    """The change notice one channel needs, and the cutoff it sets for reminders."""
+    cutoff = _cutoff(session, told)
     if not told:
-        return None
-    key = DeliveryKey(session.id, "cancelled", channel, session.starts_at)
-    due = session.status_since or now
-    reason = f"session cancelled at {_stamp(due)}"
-    thread = _thread(told)
-    return _decide(key, due, session.starts_at, ledger.get(key), now, reason, thread=thread)
+        return None, cutoff
+    last = told[-1]
+    told_start, told_cancelled = last.key.occurrence, last.key.describes_cancelled
+    kind = change_kind(told_start, told_cancelled, session)
+    if kind is None:
+        return None, cutoff
+    start = session.starts_at
+    key = DeliveryKey(session.id, kind, channel, start, change=last.mark or 0)
+    previous = told_start if told_start != start else None
+    notice = decide(
+        key,
+        _state_since(session, now),
+        start,
+        ledger.get(key),
+        now,
+        _reason(kind, told_start, session),
+        previous=previous,
+        thread=_thread(told),
+    )
+    if notice is None:
+        return None, cutoff
+    notice = replace(notice, number=1 + sum(r.key.notice in CHANGE_KINDS for r in told))
+    if notice.action in ("send", "wait") and kind != "cancelled":
+        cutoff = Cutoff(now, kind)
+    elif notice.action == "done" and notice.row is not None and notice.row.told:
+        cutoff = Cutoff(notice.row.sent_at or notice.row.due_at, kind)
+    return notice, cutoff
 
 
-def _recording(
+def recording_notice(
     session: SessionData,
     channel: str,
-    told: list[LedgerRow],
+    told: Sequence[LedgerRow],
     ledger: Mapping[DeliveryKey, LedgerRow],
     settings: Settings,
     now: datetime,
 ) -> Notice | None:
+    """The `recording` notice: from the session's end until RECORDING_WINDOW after its start."""
     since = session.recording_since or session.starts_at
     known = session.occurrence_since
     if known is not None and known >= session.starts_at and since <= known:
         return None  # quiet history: imported after it took place, recording and all
-    due = max(session.starts_at, since)
+    due = max(session.ends_at, since)  # a URL set before the end waits for the end
     deadline = session.starts_at + settings.recording_window
     key = DeliveryKey(session.id, "recording", channel, session.starts_at)
-    reason = f"recording added at {_stamp(since)}"
-    thread = _thread(told)
-    notice = _decide(key, due, deadline, ledger.get(key), now, reason, thread=thread)
+    reason = f"recording added at {stamp(since)}"
+    notice = decide(key, due, deadline, ledger.get(key), now, reason, thread=_thread(told))
     if notice is not None and not told:
         return replace(notice, first=True)
     return notice
-
-
-def change_notices(
-    session: SessionData,
-    history: History,
-    ledger: Mapping[DeliveryKey, LedgerRow],
-    settings: Settings,
-    now: datetime,
-    wanted: set[str] | None,
-) -> tuple[list[Notice], dict[str, datetime]]:
-    """The change notices of one session, and per channel the rescheduled cutoff for reminders."""
-    notices: list[Notice] = []
-    cutoffs: dict[str, datetime] = {}
-    for channel in settings.channels:
-        if wanted is not None and channel not in wanted:
-            continue
-        told = history.get((session.id, channel), [])
-        if settings.change_notices and session.cancelled:
-            found = _cancelled(session, channel, told, ledger, now)
-            notices.extend([found] if found else [])
-        elif settings.change_notices:
-            notice, cutoff = _rescheduled(session, channel, told, ledger, now)
-            notices.extend([notice] if notice else [])
-            if cutoff is not None:
-                cutoffs[channel] = cutoff
-        if (
-            session.recording_url
-            and not session.cancelled
-            and channel in settings.recording_channels
-        ):
-            found = _recording(session, channel, told, ledger, settings, now)
-            notices.extend([found] if found else [])
-    return notices, cutoffs

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.domain import SPECIAL_NOTICES
 from bot.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///bot.db"
 DEFAULT_REMINDERS = "announce=7d,reminder=1d,starting=1h"
-CHANGE_NOTICES = ("rescheduled", "cancelled", "recording")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 
@@ -169,7 +169,7 @@ def _parse_reminders(reader: _Reader, channels: tuple[str, ...]) -> tuple[Remind
             reader.problem("REMINDERS", "each entry must be NAME=OFFSET[@CH+CH]", entry)
             continue
         name = name.strip()
-        if name in CHANGE_NOTICES or name == "default":
+        if name in SPECIAL_NOTICES or name == "default":
             reader.problem("REMINDERS", f"{name!r} is a reserved notice name", entry)
             continue
         if any(r.name == name for r in reminders):

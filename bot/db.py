@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from bot.errors import ConfigError, SchemaError
+from bot.errors import ConfigError, DatabaseGoneError, SchemaError
 
 # The newest migration in bot/migrations/versions. A test checks it against Alembic's own head,
 # so that a cron `bot send` can compare versions without importing Alembic.
-SCHEMA_HEAD = "0002_change_history"
+SCHEMA_HEAD = "0003_told_state"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -30,6 +31,36 @@ def sqlite_path(url: str) -> Path | None:
     _, _, rest = url.partition(":///")
     path = rest.split("?", 1)[0]
     return Path(path) if path and path != ":memory:" else None
+
+
+def file_guard(url: str) -> Callable[[], None]:
+    """A check that the SQLite file of `url` is still the one there now (a no-op elsewhere).
+
+    A process keeps writing to a database file that was deleted or replaced under it, where
+    nobody else sees it; the check raises DatabaseGoneError instead.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return lambda: None
+
+    def identity() -> tuple[int, int] | None:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        return info.st_dev, info.st_ino
+
+    started = identity()
+
+    def check() -> None:
+        now = identity()
+        if now is None or now != started:
+            what = "deleted" if now is None else "replaced"
+            raise DatabaseGoneError(
+                [f"DATABASE_URL: the SQLite file {path} was {what} while this process used it"]
+            )
+
+    return check
 
 
 def make_engine(url: str) -> Engine:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from sqlalchemy import Engine
 
 from bot import failpoints, ledger
 from bot.config import Settings
-from bot.domain import SessionData
+from bot.domain import DeliveryKey, Notice, SessionData
 from bot.errors import (
     DuplicateContentError,
     MaybeSentError,
@@ -22,8 +23,8 @@ from bot.errors import (
     TransientError,
 )
 from bot.notifiers import registry
-from bot.notifiers.base import DeliveryKey, Message, Notifier
-from bot.planner import Notice, plan, recordings_since, session_window, wake_times
+from bot.notifiers.base import Message, Notifier
+from bot.planner import plan, recordings_since, session_window, wake_times
 from bot.store import load_window
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ Clock = Callable[[], datetime]
 PROBLEM_STATES = frozenset({"failed", "missed", "uncertain"})
 FIRST_RETRY = timedelta(minutes=1)
 MAX_RETRY = timedelta(minutes=30)
+# A pass whose sessions changed under it (a `sending` mark refused) plans again, at most this often.
+MAX_ROUNDS = 3
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -75,6 +78,7 @@ class PassResult:
 
     outcomes: list[Outcome] = field(default_factory=list)
     wake_times: list[datetime] = field(default_factory=list)  # future due and retry times
+    replan: bool = False  # a session changed while its notice was about to go out
 
     @property
     def wake_at(self) -> datetime | None:
@@ -108,6 +112,12 @@ class Dispatcher:
         self._notifiers: dict[str, Notifier] = dict(notifiers or {})
         self._renderer: Renderer | None = None
         self.should_stop: Callable[[], bool] = lambda: False  # the worker's SIGTERM
+        # Raises when the database is not the one this process started on (a replaced file).
+        self.guard: Callable[[], None] = lambda: None
+        self._held: list[ledger.Claim] = []  # claims of the batch being sent, not yet settled
+        self._in_flight: ledger.Claim | None = None  # marked `sending`, the channel not done
+        self._state_lock = threading.Lock()
+        self._changed = False  # this pass gave a notice back because its session changed
 
     @property
     def renderer(self) -> Renderer:
@@ -137,7 +147,24 @@ class Dispatcher:
         channels: Sequence[str] | None = None,
         session_id: str | None = None,
     ) -> PassResult:
-        """Send everything due now (or, with dry_run, say what would go out and touch nothing)."""
+        """Send everything due now (or, with dry_run, say what would go out and touch nothing).
+
+        When a session changes while its notice is about to go out, the notice is given back
+        and the pass plans again with what the database holds now.
+        """
+        result = PassResult()
+        for _ in range(MAX_ROUNDS):
+            step = self._one_pass(dry_run=dry_run, channels=channels, session_id=session_id)
+            result.outcomes.extend(step.outcomes)
+            result.wake_times = step.wake_times
+            if not step.replan or self.should_stop():
+                break
+        return result
+
+    def _one_pass(
+        self, *, dry_run: bool, channels: Sequence[str] | None, session_id: str | None
+    ) -> PassResult:
+        self.guard()
         now = self.clock()
         result = PassResult()
         if not dry_run:
@@ -175,22 +202,18 @@ class Dispatcher:
             result.outcomes.append(outcome)
         by_id = {s.id: s for s in sessions}
         due = [n for n in notices if n.action == "send"]
-        for notice in (n for n in notices if n.action == "rearm"):
-            if notice.row is not None and (dry_run or ledger.rearm(self.engine, notice, now)):
-                fresh = replace(notice.row, status="pending", attempts=0, was_uncertain=False)
-                due.append(replace(notice, action="send", row=fresh))
         if dry_run:
             result.outcomes.extend(self._dry_run(due, by_id, now))
-        else:
-            batches = [
-                due[i : i + ledger.CLAIM_BATCH] for i in range(0, len(due), ledger.CLAIM_BATCH)
-            ]
-            # Concurrent passes start at different batches instead of all fighting for the first.
-            turn = random.randrange(len(batches)) if batches else 0
-            for batch in batches[turn:] + batches[:turn]:
-                if self.should_stop():
-                    break
-                result.outcomes.extend(self._send_batch(batch, by_id))
+            return result
+        batches = [due[i : i + ledger.CLAIM_BATCH] for i in range(0, len(due), ledger.CLAIM_BATCH)]
+        # Concurrent passes start at different batches instead of all fighting for the first.
+        turn = random.randrange(len(batches)) if batches else 0
+        for batch in batches[turn:] + batches[:turn]:
+            if self.should_stop():
+                break
+            self.guard()
+            result.outcomes.extend(self._send_batch(batch, by_id))
+        result.replan, self._changed = self._changed, False
         return result
 
     def render(self, notice: Notice, session: SessionData, now: datetime) -> Message:
@@ -212,9 +235,6 @@ class Dispatcher:
         )
         if notice.thread:
             message = replace(message, replies_to=notice.thread)
-        if notice.key.notice == "rescheduled":  # one key may carry several moves to one time
-            # The moment of the move (microseconds): the same on every attempt, new for each move.
-            message = replace(message, revision=int(notice.due_at.timestamp() * 1_000_000))
         problem = cls.over_limit(message.text)
         if problem is not None:
             raise PermanentError(problem)
@@ -240,20 +260,30 @@ class Dispatcher:
     def _send_batch(
         self, batch: Sequence[Notice], by_id: Mapping[str, SessionData]
     ) -> list[Outcome]:
+        """Claim and send one batch."""
         claims = ledger.claim(self.engine, batch, self.clock(), self.settings.lease)
         if claims:
             failpoints.hit("after_claim")
         outcomes = []
-        for index, held in enumerate(claims):
-            if self.should_stop():
-                ledger.release(self.engine, claims[index:], self.clock())
-                break
-            outcome = self._deliver(held, by_id[held.key.session_id])
-            if outcome is not None:
-                outcomes.append(outcome)
+        with self._state_lock:
+            self._held = list(claims)
+        try:
+            for index, held in enumerate(claims):
+                if self.should_stop():
+                    ledger.release(self.engine, claims[index:], self.clock())
+                    break
+                outcome = self._deliver(held, by_id[held.key.session_id])
+                if outcome is not None:
+                    outcomes.append(outcome)
+                with self._state_lock:
+                    self._held = claims[index + 1 :]
+        finally:
+            with self._state_lock:
+                self._held = []
         return outcomes
 
     def _deliver(self, held: ledger.Claim, session: SessionData) -> Outcome | None:
+        """Send one claimed delivery; None when it was given back or taken by another process."""
         notice = held.notice
         now = self.clock()
         if now >= notice.deadline:  # the pass took long: never send a stale reminder
@@ -262,14 +292,44 @@ class Dispatcher:
             message = self.render(notice, session, now)
         except (TemplateProblem, PermanentError) as exc:
             return self._finish(held, "failed", now, reason=str(exc))
-        mark = ledger.mark_sending(self.engine, held, now, self.settings.lease, message.summary)
-        if mark == "changed":  # cancelled, moved or removed while this pass ran
-            return self._finish(held, "skipped", now, reason="session changed before sending")
+        with self._state_lock:
+            mark = ledger.mark_sending(
+                self.engine,
+                held,
+                now,
+                self.settings.lease,
+                message.summary,
+                version=session.sequence,
+            )
+            if mark == "sending":
+                self._in_flight = held
+        if mark == "changed":  # the session (or what the channel was told) changed meanwhile
+            ledger.release(self.engine, [held], self.clock())
+            self._changed = True
+            log.info(
+                "session changed before sending: planning again",
+                extra=_extra(notice.key, "delivery_replanned"),
+            )
+            return None
         if mark == "lost":  # another process owns it now: its outcome is not ours to report
             log.warning("claim lost before sending", extra=_extra(notice.key, "claim_lost"))
             return None
         failpoints.hit("after_sending_mark")
-        return self._call_channel(held, message)
+        try:
+            return self._call_channel(held, message)
+        finally:
+            with self._state_lock:
+                self._in_flight = None
+
+    def abandon(self, reason: str) -> None:
+        """Settle what a stuck pass holds, from another thread: the send in flight becomes
+        `uncertain` (a late answer may still record it as sent), unsent claims are given back."""
+        with self._state_lock:
+            in_flight, held = self._in_flight, list(self._held)
+            now = self.clock()
+            if in_flight is not None:
+                self._finish(in_flight, "uncertain", now, reason=reason)
+            ledger.release(self.engine, [c for c in held if c is not in_flight], now)
 
     def _call_channel(self, held: ledger.Claim, message: Message) -> Outcome:
         notice, text = held.notice, message.summary
@@ -292,7 +352,12 @@ class Dispatcher:
             return self._finish(held, "uncertain", self.clock(), reason=reason, text=text)
         failpoints.hit("after_provider_accepted")
         outcome = self._finish(
-            held, "sent", self.clock(), external_id=receipt.external_id, text=text
+            held,
+            "sent",
+            self.clock(),
+            external_id=receipt.external_id,
+            text=text,
+            reason=notice.reason,  # why it exists (a change notice), never an earlier error
         )
         failpoints.hit("after_outcome_commit")
         return outcome

@@ -1,9 +1,10 @@
-"""Plain, frozen views of sessions: what the planner, renderer and calendar code work on."""
+"""The domain's plain, frozen types: sessions, delivery keys, ledger rows and planned notices."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,104 @@ class SessionData:
     def cancelled(self) -> bool:
         """True when the session is called off."""
         return self.status == "cancelled"
+
+
+# Notices that announce a change of a session's state rather than remind of it (SPEC §6 rule 6).
+CHANGE_KINDS = frozenset({"rescheduled", "cancelled", "reinstated"})
+# Notices that are not reminders: change notices and the recording notice.
+SPECIAL_NOTICES = CHANGE_KINDS | {"recording"}
+
+# Ledger states. `pending` and `retrying` rows still want sending; `claimed` and `sending` are in
+# flight under a lease; the rest are final until an operator acts.
+OPEN_STATES = frozenset({"pending", "retrying"})
+FINAL_STATES = frozenset({"sent", "failed", "skipped", "missed", "uncertain"})
+# A message in one of these states may have reached the channel's subscribers: it counts in what
+# the channel was told (a redundant correction is better than a missed one).
+TOLD_STATES = frozenset({"sent", "uncertain", "sending"})
+
+
+@dataclass(frozen=True)
+class DeliveryKey:
+    """What makes a delivery unique: one notice, for one occurrence, on one channel.
+
+    `change` names the change a change notice announces (the mark of the last message the
+    channel was told before it), so an earlier change can never block a later one; it is 0 for
+    reminders and recordings.
+    """
+
+    session_id: str
+    notice: str
+    channel: str
+    occurrence: datetime  # the session's start, aware, UTC
+    change: int = 0
+
+    def message_id(self, domain: str = "reading-group-bot") -> str:
+        """A stable RFC 5322 Message-ID for this delivery, the same on every attempt."""
+        stamp = self.occurrence.strftime("%Y%m%dT%H%MZ")
+        suffix = f".c{self.change}" if self.change else ""
+        return f"<{self.session_id}.{self.notice}.{stamp}{suffix}.{self.channel}@{domain}>"
+
+    @property
+    def describes_cancelled(self) -> bool:
+        """True when this message tells subscribers the session is cancelled."""
+        return self.notice == "cancelled"
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """The planner's view of one ledger row."""
+
+    id: int
+    key: DeliveryKey
+    status: str
+    due_at: datetime
+    deadline: datetime
+    next_attempt_at: datetime | None = None
+    attempts: int = 0
+    reason: str | None = None
+    external_id: str | None = None
+    text: str | None = None
+    was_uncertain: bool = False
+    sent_at: datetime | None = None
+    mark: int | None = None  # the database's order of `sending` marks within the session
+
+    @property
+    def told(self) -> bool:
+        """True when this message may have reached the channel's subscribers."""
+        return self.status in TOLD_STATES
+
+    @property
+    def is_reminder(self) -> bool:
+        """True for a REMINDERS notice (not a change notice or a recording)."""
+        return self.key.notice not in SPECIAL_NOTICES
+
+
+Action = Literal["send", "skip", "miss", "wait", "done"]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One notice for one session occurrence on one channel, and what to do about it now."""
+
+    key: DeliveryKey
+    offset: timedelta | None
+    due_at: datetime
+    deadline: datetime
+    action: Action
+    first: bool = False
+    reason: str | None = None
+    row: LedgerRow | None = None
+    previous: datetime | None = None  # change notices: the start the channel was told before
+    thread: tuple[str, ...] = ()  # change notices: external ids of what went out on the channel
+    number: int = 1  # change notices: 2 for the second change announced on the channel, …
+
+    @property
+    def state(self) -> str:
+        """The state `plan` shows: the ledger's, or `planned` for what has no final row yet."""
+        if self.action == "skip":
+            return "skipped"
+        if self.action == "miss":
+            return "missed"
+        if self.row is not None and self.row.status not in ("pending", "claimed"):
+            return self.row.status
+        return "planned"

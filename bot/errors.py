@@ -24,6 +24,10 @@ class ConfigError(ProblemsError):
     """The configuration is invalid."""
 
 
+class DatabaseGoneError(ConfigError):
+    """The SQLite database file was deleted or replaced under a running process."""
+
+
 class DataError(ProblemsError):
     """The session data is invalid."""
 

@@ -13,17 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Table, and_, exists, or_, select, update
+from sqlalchemy import Connection, Engine, Row, Table, and_, func, or_, select, update
 
 from bot.db import is_sqlite, write_transaction
-from bot.notifiers.base import DeliveryKey
-from bot.planner import OPEN_STATES, LedgerRow, Notice
+from bot.domain import CHANGE_KINDS, OPEN_STATES, TOLD_STATES, DeliveryKey, LedgerRow, Notice
 from bot.tables import deliveries, sessions
 
 TABLE: Table = deliveries
 COLUMNS = TABLE.c
 CLAIM_BATCH = 25
-KEY_COLUMNS = ("session_id", "notice", "channel", "occurrence")
+KEY_COLUMNS = ("session_id", "notice", "channel", "occurrence", "change")
 LEASE_EXPIRED = "the sender stopped before recording the outcome (lease expired)"
 
 
@@ -48,7 +47,7 @@ def row_to_ledger(row: Row[Any]) -> LedgerRow:
     m = row._mapping
     return LedgerRow(
         id=m["id"],
-        key=DeliveryKey(m["session_id"], m["notice"], m["channel"], m["occurrence"]),
+        key=DeliveryKey(m["session_id"], m["notice"], m["channel"], m["occurrence"], m["change"]),
         status=m["status"],
         due_at=m["due_at"],
         deadline=m["deadline"],
@@ -59,6 +58,7 @@ def row_to_ledger(row: Row[Any]) -> LedgerRow:
         text=m["text"],
         was_uncertain=m["was_uncertain"],
         sent_at=m["sent_at"],
+        mark=m["mark"],
     )
 
 
@@ -90,6 +90,7 @@ def _new_row(notice: Notice, status: str, now: datetime, **extra: Any) -> dict[s
         "notice": key.notice,
         "channel": key.channel,
         "occurrence": key.occurrence,
+        "change": key.change,
         "due_at": notice.due_at,
         "deadline": notice.deadline,
         "status": status,
@@ -203,36 +204,81 @@ def _lock_open_rows(conn: Connection, notices: Sequence[Notice], now: datetime) 
     return set(conn.execute(query).scalars())
 
 
-def mark_sending(
-    engine: Engine, held: Claim, now: datetime, lease: timedelta, text: str | None = None
-) -> str:
-    """Commit the `sending` mark (with the text, for an operator).
+class _Refused(Exception):
+    """Rolls back a `sending` mark that cannot be granted; its argument is the reason."""
 
-    Returns `sending`; `lost` when the claim expired and went to another process; `changed` when
-    the session was cancelled, moved or removed since the pass read it (the claim is still ours).
+
+def mark_sending(
+    engine: Engine,
+    held: Claim,
+    now: datetime,
+    lease: timedelta,
+    text: str | None = None,
+    *,
+    version: int,
+) -> str:
+    """Commit the `sending` mark (with the text, for an operator): the pre-send check.
+
+    Granted only while the session is still in the state the message describes: the same
+    `sequence` (`version`, what the pass read), start and status; and, for a change notice,
+    while the last message its channel was told is still the one the notice follows. The
+    session's row is locked while the mark is taken, so edits and marks are ordered by the
+    database, and the mark's number (`deliveries.mark`) records that order.
+
+    Returns `sending`; `lost` when the claim expired and went to another process; `changed`
+    when the session or what its channel was told changed since the pass read them (the claim
+    is still ours).
     """
-    current = exists().where(
-        sessions.c.id == COLUMNS.session_id,
-        sessions.c.starts_at == COLUMNS.occurrence,
-        or_(sessions.c.status == "scheduled", COLUMNS.notice == "cancelled"),
-    )
+    key = held.key
+    s = sessions.c
     ours = and_(COLUMNS.id == held.id, COLUMNS.token == held.token, COLUMNS.status == "claimed")
-    with write_transaction(engine) as conn:
-        result = conn.execute(
-            update(TABLE)
-            .where(ours, current)
-            .values(
-                status="sending",
-                text=text,
-                attempts=COLUMNS.attempts + 1,
-                lease_expires_at=now + lease,
-                updated_at=now,
+    try:
+        with write_transaction(engine) as conn:
+            if conn.execute(select(COLUMNS.id).where(ours)).first() is None:
+                return "lost"
+            # One statement locks the session's row, proves its state, and takes the next mark.
+            mark = conn.execute(
+                update(sessions)
+                .where(
+                    s.id == key.session_id,
+                    s.sequence == version,
+                    s.starts_at == key.occurrence,
+                    s.status == ("cancelled" if key.describes_cancelled else "scheduled"),
+                )
+                .values(marks=s.marks + 1)
+                .returning(s.marks)
+            ).scalar()
+            if mark is None or (key.notice in CHANGE_KINDS and _last_told(conn, key) != key.change):
+                raise _Refused("changed")
+            marked = conn.execute(
+                update(TABLE)
+                .where(ours)
+                .values(
+                    status="sending",
+                    mark=mark,
+                    text=text,
+                    attempts=COLUMNS.attempts + 1,
+                    lease_expires_at=now + lease,
+                    updated_at=now,
+                )
             )
+            if marked.rowcount != 1:  # the lease ran out meanwhile and the sweep took it back
+                raise _Refused("lost")
+    except _Refused as refused:
+        return str(refused)
+    return "sending"
+
+
+def _last_told(conn: Connection, key: DeliveryKey) -> int:
+    """The mark of the newest message that may have reached this session's channel (0: none)."""
+    found = conn.execute(
+        select(func.max(COLUMNS.mark)).where(
+            COLUMNS.session_id == key.session_id,
+            COLUMNS.channel == key.channel,
+            COLUMNS.status.in_(TOLD_STATES),
         )
-        if result.rowcount == 1:
-            return "sending"
-        still_ours = conn.execute(select(COLUMNS.id).where(ours)).first() is not None
-        return "changed" if still_ours else "lost"
+    ).scalar()
+    return int(found or 0)
 
 
 def record(engine: Engine, held: Claim, status: str, now: datetime, **values: Any) -> bool:
@@ -246,6 +292,7 @@ def record(engine: Engine, held: Claim, status: str, now: datetime, **values: An
         values["was_uncertain"] = True
     if status == "sent":
         values.setdefault("sent_at", now)
+        values.setdefault("reason", None)  # an earlier attempt's error is not this outcome's
     with write_transaction(engine) as conn:
         result = conn.execute(
             update(TABLE)
@@ -274,34 +321,3 @@ def release(engine: Engine, held: Sequence[Claim], now: datetime) -> None:
                 )
                 .values(status="pending", token=None, lease_expires_at=None, updated_at=now)
             )
-
-
-def rearm(engine: Engine, notice: Notice, now: datetime) -> bool:
-    """Reset a final row that belongs to an earlier change, so this change gets its own notice."""
-    row = notice.row
-    if row is None:
-        return False
-    with write_transaction(engine) as conn:
-        result = conn.execute(
-            update(TABLE)
-            .where(
-                COLUMNS.id == row.id,
-                COLUMNS.status == row.status,
-                COLUMNS.due_at < notice.due_at,
-            )
-            .values(
-                status="pending",
-                due_at=notice.due_at,
-                deadline=notice.deadline,
-                attempts=0,
-                was_uncertain=False,
-                external_id=None,
-                token=None,
-                next_attempt_at=None,
-                lease_expires_at=None,
-                sent_at=None,
-                reason=notice.reason,
-                updated_at=now,
-            )
-        )
-        return result.rowcount == 1

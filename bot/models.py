@@ -42,6 +42,7 @@ class Session(Base):
     recording_url: Mapped[str | None]
     status: Mapped[str]
     sequence: Mapped[int]
+    marks: Mapped[int]
     occurrence_since: Mapped[datetime]
     status_since: Mapped[datetime | None]
     recording_since: Mapped[datetime | None]
@@ -94,6 +95,7 @@ class Delivery(Base):
     notice: Mapped[str]
     channel: Mapped[str]
     occurrence: Mapped[datetime]
+    change: Mapped[int]
     due_at: Mapped[datetime]
     deadline: Mapped[datetime]
     status: Mapped[str]
@@ -109,6 +111,7 @@ class Delivery(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    mark: Mapped[int | None]
 
 
 class SessionChange(Base):

@@ -8,9 +8,9 @@ from sqlalchemy import Engine, select, update
 
 from bot.config import Settings
 from bot.db import write_transaction
+from bot.domain import LedgerRow
 from bot.errors import NotifierError, PermanentError, TemplateProblem, UsageError
 from bot.ledger import COLUMNS, TABLE, row_to_ledger
-from bot.planner import LedgerRow
 
 CHECK_HORIZON = timedelta(days=30)
 
@@ -101,7 +101,7 @@ def _plan_problems(
         if include_plan and notice.action in ("skip", "miss"):
             verb = "will be skipped" if notice.action == "skip" else "will be missed"
             problems.append(f"{where} {verb} ({notice.reason})")
-        if notice.action not in ("send", "wait", "rearm"):
+        if notice.action not in ("send", "wait"):
             continue
         try:
             dispatcher.render(notice, by_id[key.session_id], max(now, notice.due_at))

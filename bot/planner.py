@@ -2,86 +2,35 @@
 
 Rules (SPEC §6): a reminder with offset O is due at start − O and may go out until the start
 (offset 0: until 10 minutes after). When several reminders of a session are due and unsent on one
-channel, only the nearest (smallest offset) goes out and the others are skipped as superseded.
-Unsent past its deadline, a reminder is `missed` if the session (at this start time) was already in
-the database when it fell due; otherwise it is quiet history and never planned.
+channel, only the nearest (smallest offset) goes out and the others are skipped as superseded; a
+reminder is also superseded once one with a smaller or equal offset for the same start was sent
+on that channel (nearest wins across history). Unsent past its deadline, a reminder is `missed` if
+the session (at this start time) was already in the database when it fell due; otherwise it is
+quiet history and never planned. Change and recording notices come from `bot.changes`.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
+from bot.changes import Cutoff, channel_change, recording_notice, told_history
 from bot.config import Settings
-from bot.domain import SessionData
-from bot.notifiers.base import DeliveryKey
+from bot.domain import (
+    CHANGE_KINDS,
+    FINAL_STATES,
+    OPEN_STATES,
+    DeliveryKey,
+    LedgerRow,
+    Notice,
+    SessionData,
+)
+
+__all__ = ["FINAL_STATES", "OPEN_STATES", "LedgerRow", "Notice", "plan", "wake_times"]
 
 ZERO_OFFSET_GRACE = timedelta(minutes=10)
 HISTORY = timedelta(days=7)  # how far back a pass still reports `missed`, and `plan` shows
 LOOKAHEAD = timedelta(days=1)  # sessions read beyond the longest offset, to know the next wake
-
-# Ledger states. `pending` and `retrying` rows still want sending; `claimed` and `sending` are in
-# flight under a lease; the rest are final until an operator acts.
-OPEN_STATES = frozenset({"pending", "retrying"})
-FINAL_STATES = frozenset({"sent", "failed", "skipped", "missed", "uncertain"})
-
-# `rearm`: a rescheduled notice's row belongs to an earlier move to the same time; it is reset
-# to pending so this move gets its own notice.
-Action = Literal["send", "skip", "miss", "wait", "done", "rearm"]
-
-
-@dataclass(frozen=True)
-class LedgerRow:
-    """The planner's view of one ledger row."""
-
-    id: int
-    key: DeliveryKey
-    status: str
-    due_at: datetime
-    deadline: datetime
-    next_attempt_at: datetime | None = None
-    attempts: int = 0
-    reason: str | None = None
-    external_id: str | None = None
-    text: str | None = None
-    was_uncertain: bool = False
-    sent_at: datetime | None = None
-
-    @property
-    def when(self) -> datetime:
-        """When it went out (or, lacking that, when it was due): orders a channel's history."""
-        return self.sent_at or self.due_at
-
-
-@dataclass(frozen=True)
-class Notice:
-    """One notice for one session occurrence on one channel, and what to do about it now."""
-
-    key: DeliveryKey
-    offset: timedelta | None
-    due_at: datetime
-    deadline: datetime
-    action: Action
-    first: bool = False
-    reason: str | None = None
-    row: LedgerRow | None = None
-    previous: datetime | None = None  # rescheduled: the start subscribers were told before
-    thread: tuple[str, ...] = ()  # change notices: external ids of what went out on the channel
-    number: int = 1  # rescheduled: 2 for the second move announced on this channel, and so on
-
-    @property
-    def state(self) -> str:
-        """The state `plan` shows: the ledger's, or `planned` for what has no final row yet."""
-        if self.action == "skip":
-            return "skipped"
-        if self.action == "miss":
-            return "missed"
-        if self.row is not None and self.row.status not in ("pending", "claimed"):
-            return self.row.status
-        return "planned"
 
 
 def deadline_for(starts_at: datetime, offset: timedelta) -> datetime:
@@ -100,14 +49,6 @@ def recordings_since(settings: Settings, now: datetime) -> datetime | None:
     return now - settings.recording_window if settings.recording_channels else None
 
 
-def _index(rows: Iterable[LedgerRow]) -> dict[DeliveryKey, LedgerRow]:
-    return {row.key: row for row in rows}
-
-
-def _sent_channels(rows: Iterable[LedgerRow]) -> set[tuple[str, str]]:
-    return {(r.key.session_id, r.key.channel) for r in rows if r.status == "sent"}
-
-
 def plan(
     sessions: Sequence[SessionData],
     rows: Sequence[LedgerRow],
@@ -117,57 +58,57 @@ def plan(
     channels: Sequence[str] | None = None,
 ) -> list[Notice]:
     """Every notice of `sessions` on the configured channels, with the action due at `now`."""
-    from bot.changes import change_notices
-
-    ledger = _index(rows)
-    sent = _sent_channels(rows)
-    wanted = set(channels) if channels else None
-    history = _history(rows)
+    ledger = {row.key: row for row in rows}
+    history = told_history(rows)
+    wanted = [c for c in settings.channels if not channels or c in channels]
     notices: list[Notice] = []
     for session in sessions:
-        changes, cutoffs = change_notices(session, history, ledger, settings, now, wanted)
-        notices.extend(changes)
-        if session.cancelled:
-            continue
-        per_channel: dict[str, list[tuple[timedelta, DeliveryKey]]] = defaultdict(list)
-        for reminder in settings.reminders:
-            for channel in reminder.channels:
-                if wanted is None or channel in wanted:
-                    key = DeliveryKey(session.id, reminder.name, channel, session.starts_at)
-                    per_channel[channel].append((reminder.offset, key))
-        for channel, keyed in per_channel.items():
-            first = (session.id, channel) not in sent
-            cutoff = cutoffs.get(channel)
-            notices.extend(_plan_channel(session, keyed, ledger, first, now, cutoff))
-    notices.extend(_stale_rows(sessions, rows, channels))
+        for channel in wanted:
+            told = history.get((session.id, channel), [])
+            change, cutoff = channel_change(session, channel, told, ledger, now)
+            if change is not None and settings.change_notices:
+                notices.append(change)
+            if (
+                session.recording_url
+                and not session.cancelled
+                and channel in settings.recording_channels
+            ):
+                found = recording_notice(session, channel, told, ledger, settings, now)
+                notices.extend([found] if found else [])
+            if not session.cancelled:
+                keyed = [
+                    (r.offset, DeliveryKey(session.id, r.name, channel, session.starts_at))
+                    for r in settings.reminders
+                    if channel in r.channels
+                ]
+                notices.extend(_plan_channel(session, keyed, ledger, told, now, cutoff))
+    notices.extend(_other_rows(sessions, rows, wanted, {n.key for n in notices}))
     return sorted(notices, key=lambda n: (n.due_at, n.key.session_id, n.key.channel))
 
 
-def _history(rows: Iterable[LedgerRow]) -> dict[tuple[str, str], list[LedgerRow]]:
-    """Sent rows per (session, channel), oldest first."""
-    found: dict[tuple[str, str], list[LedgerRow]] = defaultdict(list)
-    for row in rows:
-        if row.status == "sent":
-            found[(row.key.session_id, row.key.channel)].append(row)
-    for sent in found.values():
-        sent.sort(key=lambda r: (r.when, r.id))
-    return found
+def _nearest_told(start: datetime, told: Sequence[LedgerRow]) -> tuple[timedelta, str] | None:
+    """The smallest offset of a reminder for `start` the channel was already sent, and its name."""
+    found = [
+        (r.key.occurrence - r.due_at, r.key.notice)
+        for r in told
+        if r.is_reminder and r.key.occurrence == start
+    ]
+    return min(found) if found else None
 
 
 def _plan_channel(
     session: SessionData,
     keyed: list[tuple[timedelta, DeliveryKey]],
     ledger: dict[DeliveryKey, LedgerRow],
-    first: bool,
+    told: Sequence[LedgerRow],
     now: datetime,
-    cutoff: datetime | None = None,
+    cutoff: Cutoff | None = None,
 ) -> list[Notice]:
-    """Decide every reminder of one session on one channel.
-
-    `cutoff`: a rescheduled notice went (or goes) out then; reminders due by then are superseded.
-    """
+    """Decide every reminder of one session on one channel."""
     start = session.starts_at
     since = session.occurrence_since or start
+    first = not told
+    nearest = _nearest_told(start, told)
     open_due: list[tuple[timedelta, DeliveryKey]] = []
     out: list[Notice] = []
     for offset, key in sorted(keyed, key=lambda pair: pair[0]):
@@ -175,8 +116,11 @@ def _plan_channel(
         row = ledger.get(key)
         if row is not None and row.status not in OPEN_STATES:
             out.append(Notice(key, offset, due, deadline, "done", first, row.reason, row))
-        elif cutoff is not None and due <= cutoff:
-            reason = "superseded by rescheduled"
+        elif nearest is not None and offset >= nearest[0]:
+            reason = f"superseded by {nearest[1]}, already sent"
+            out.append(Notice(key, offset, due, deadline, "skip", first, reason, row))
+        elif cutoff is not None and due <= cutoff.at:
+            reason = f"superseded by {cutoff.notice}"
             out.append(Notice(key, offset, due, deadline, "skip", first, reason, row))
         elif due > now:
             out.append(Notice(key, offset, due, deadline, "wait", first, None, row))
@@ -196,35 +140,45 @@ def _plan_channel(
         out.append(Notice(key, offset, due, deadline, "wait", first, row.reason, row))
     else:
         out.append(Notice(key, offset, due, deadline, "send", first, None, row))
-    nearest = key.notice
     for s_offset, s_key in superseded:
         s_row = ledger.get(s_key)
-        reason = f"superseded by {nearest}"
+        reason = f"superseded by {key.notice}"
         s_due, s_deadline = start - s_offset, deadline_for(start, s_offset)
         out.append(Notice(s_key, s_offset, s_due, s_deadline, "skip", first, reason, s_row))
     return out
 
 
-def _stale_rows(
-    sessions: Sequence[SessionData], rows: Sequence[LedgerRow], channels: Sequence[str] | None
+def _other_rows(
+    sessions: Sequence[SessionData],
+    rows: Sequence[LedgerRow],
+    channels: Sequence[str],
+    planned: set[DeliveryKey],
 ) -> list[Notice]:
-    """Open rows of an earlier start time, or of a cancelled session: they will never go out."""
+    """Rows the plan did not name: open ones will never go out, so they are skipped; change
+    notices already settled for the current start are shown as done (what `plan` lists)."""
     by_id = {s.id: s for s in sessions}
     out: list[Notice] = []
     for row in rows:
         session = by_id.get(row.key.session_id)
-        if row.status not in OPEN_STATES or session is None:
+        if session is None or row.key in planned or row.key.channel not in channels:
+            continue  # (another channel's business, or a --channel pass)
+        if row.status not in OPEN_STATES:
+            if row.key.notice in CHANGE_KINDS and row.key.occurrence == session.starts_at:
+                reason = row.reason
+                out.append(
+                    Notice(row.key, None, row.due_at, row.deadline, "done", False, reason, row)
+                )
             continue
-        if channels and row.key.channel not in channels:
-            continue
-        if session.cancelled and row.key.notice == "cancelled":
-            continue
-        if session.cancelled:
-            reason = "session cancelled"
-        elif row.key.occurrence != session.starts_at:
+        if row.key.occurrence != session.starts_at:
             reason = "session moved to another time"
+        elif session.cancelled and row.key.notice != "cancelled":
+            reason = "session cancelled"
+        elif row.key.notice in CHANGE_KINDS:
+            reason = "superseded: the session changed again before it went out"
+        elif row.key.notice == "recording":
+            reason = "recording removed, or not announced on this channel any more"
         else:
-            continue
+            reason = "no longer configured"
         out.append(Notice(row.key, None, row.due_at, row.deadline, "skip", False, reason, row))
     return out
 

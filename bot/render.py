@@ -14,7 +14,7 @@ import jinja2
 
 import bot
 from bot.config import Settings
-from bot.domain import SessionData, Speaker
+from bot.domain import SPECIAL_NOTICES, SessionData, Speaker
 from bot.errors import TemplateProblem
 from bot.ics import session_ics
 from bot.notifiers.base import Attachment, DeliveryKey, Message
@@ -22,7 +22,6 @@ from bot.timefmt import ZoneTime, humanize_until, when_line, zone_time, zone_tim
 
 # bot/_templates links to the top-level templates/ in a checkout and holds copies in a wheel.
 BUILTIN_TEMPLATES = Path(bot.__file__).resolve().parent / "_templates"
-CHANGE_NOTICES = ("rescheduled", "cancelled", "recording")
 ICS_CONTENT_TYPE = "text/calendar; method=PUBLISH"
 # CHANNEL/NOTICE.PART.j2; folders starting with "_" hold shared macros, not messages.
 _TEMPLATE_NAME = re.compile(r"^(?!_)[^/]+/[^/]+\.(?:subject|txt|html)\.j2$")
@@ -221,7 +220,7 @@ class Renderer:
             raise ValueError(f"now must be an aware datetime: {now!r}")
         times = zone_times(session.starts_at, self.zones)
         previous_times = zone_times(previous.starts_at, self.zones) if previous else None
-        kind = notice if notice in CHANGE_NOTICES else "reminder"
+        kind = notice if notice in SPECIAL_NOTICES else "reminder"
         return {
             "session": _session_context(session),
             "notice": {

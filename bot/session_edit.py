@@ -11,8 +11,8 @@ from sqlalchemy import Engine
 
 from bot.errors import DataError, UsageError
 from bot.sessions_file import export_sessions, parse_sessions
-from bot.sessions_import import ImportReport, import_sessions
-from bot.store import get_session
+from bot.sessions_import import ImportReport, edit_transaction, plan_import, write_import
+from bot.store import load_sessions
 
 EDITABLE = (
     "title",
@@ -61,22 +61,30 @@ def _has_offset(value: str) -> bool:
 def edit_session(
     engine: Engine, session_id: str, pairs: Sequence[str], now: datetime, source: str = "set"
 ) -> ImportReport:
-    """Change fields of one session; DataError names each bad field and value, writes nothing."""
-    current = get_session(engine, session_id)
-    if current is None:
-        raise UsageError(f"sessions {source}: no session with id {session_id!r}")
-    doc = yaml.safe_load(export_sessions([current]))
-    raw = doc["sessions"][0]
-    if raw.get("timezone") and isinstance(raw.get("starts_at"), datetime):
-        raw["starts_at"] = raw["starts_at"].strftime("%Y-%m-%d %H:%M")
+    """Change fields of one session; DataError names each bad field and value, writes nothing.
+
+    The session is read, validated and written inside one write transaction holding its row,
+    so two edits of different fields at once both stick.
+    """
     found, problems = _assignments(pairs)
-    _apply(raw, found)
-    label = f"sessions {source} {session_id}"
-    try:
-        (edited,) = parse_sessions(yaml.safe_dump(doc, allow_unicode=True), label)
-    except DataError as exc:
-        prefix = f"{label}: sessions[0]."
-        problems.extend(p.replace(prefix, "", 1) for p in exc.problems)
-    if problems:
-        raise DataError(problems)
-    return import_sessions(engine, [edited], now=now, source=source)
+    with edit_transaction(engine, session_id) as conn:
+        current = load_sessions(conn, session_id=session_id)
+        if not current:
+            raise UsageError(f"sessions {source}: no session with id {session_id!r}")
+        doc = yaml.safe_load(export_sessions(current))
+        raw = doc["sessions"][0]
+        if raw.get("timezone") and isinstance(raw.get("starts_at"), datetime):
+            raw["starts_at"] = raw["starts_at"].strftime("%Y-%m-%d %H:%M")
+        _apply(raw, found)
+        label = f"sessions {source} {session_id}"
+        try:
+            (edited,) = parse_sessions(yaml.safe_dump(doc, allow_unicode=True), label)
+        except DataError as exc:
+            prefix = f"{label}: sessions[0]."
+            problems.extend(p.replace(prefix, "", 1) for p in exc.problems)
+        if problems:
+            raise DataError(problems)
+        existing = {current[0].id: current[0]}
+        report, writes = plan_import(conn, existing, [edited], now, False, ImportReport(), source)
+        write_import(conn, writes, now)
+    return report

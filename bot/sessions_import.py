@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,6 +49,30 @@ class _Writes:
     history: list[dict[str, Any]] = field(default_factory=list)  # rows for session_changes
 
 
+@contextmanager
+def edit_transaction(engine: Engine, session_id: str | None = None) -> Iterator[Connection]:
+    """The write transaction every session edit reads, validates and writes in.
+
+    SQLite: `BEGIN IMMEDIATE`, one writer at a time. PostgreSQL: an import locks the sessions
+    table against every other edit; an edit of one session (`session_id`) locks that row, after
+    a table lock that only imports wait for, so edits of different sessions do not queue and
+    edits of one session do not lose each other's changes. Marks (`ledger.mark_sending`) lock
+    the same row, so an edit and a mark are always ordered.
+    """
+    with write_transaction(engine) as conn:
+        if not is_sqlite(conn):
+            if session_id is None:
+                conn.execute(text("LOCK TABLE sessions IN SHARE ROW EXCLUSIVE MODE"))
+            else:
+                conn.execute(text("LOCK TABLE sessions IN ROW EXCLUSIVE MODE"))
+                conn.execute(
+                    select(tables.sessions.c.id)
+                    .where(tables.sessions.c.id == session_id)
+                    .with_for_update()
+                )
+        yield conn
+
+
 def import_sessions(
     engine: Engine,
     sessions: list[SessionData],
@@ -61,24 +87,27 @@ def import_sessions(
         raise ValueError("now must be an aware datetime")
     if dry_run:
         with engine.connect() as conn, conn.begin():
-            return _plan(conn, sessions, now, prune, ImportReport(dry_run=True), source)[0]
-    with write_transaction(engine) as conn:
-        if not is_sqlite(conn):  # importers queue behind one another, as BEGIN IMMEDIATE does
-            conn.execute(text("LOCK TABLE sessions IN SHARE ROW EXCLUSIVE MODE"))
-        report, writes = _plan(conn, sessions, now, prune, ImportReport(), source)
-        _write(conn, writes, now)
+            existing = {s.id: s for s in load_sessions(conn)}
+            return plan_import(
+                conn, existing, sessions, now, prune, ImportReport(dry_run=True), source
+            )[0]
+    with edit_transaction(engine) as conn:
+        existing = {s.id: s for s in load_sessions(conn)}
+        report, writes = plan_import(conn, existing, sessions, now, prune, ImportReport(), source)
+        write_import(conn, writes, now)
     return report
 
 
-def _plan(
+def plan_import(
     conn: Connection,
+    existing: dict[str, SessionData],
     sessions: list[SessionData],
     now: datetime,
     prune: bool,
     report: ImportReport,
     source: str,
 ) -> tuple[ImportReport, _Writes]:
-    existing = {s.id: s for s in load_sessions(conn)}
+    """What upserting `sessions` over `existing` changes, and the writes that do it."""
     w = _Writes()
 
     def record(sid: str, name: str, old: object, new: object) -> None:
@@ -115,10 +144,10 @@ def _plan(
             "status_since": now if "status" in changed else old.status_since,
             "recording_since": now if "recording_url" in changed else old.recording_since,
         }
-        if "starts_at" in changed:  # a new occurrence: reminders due before now are history
-            w.changed.append(_row(new, old.sequence + 1, now, now) | since)
-        else:
-            w.changed.append(_row(new, old.sequence, old.occurrence_since, now) | since)
+        # Every change raises the sequence: calendars update the event, and a notice rendered
+        # from the old version is refused at its `sending` mark.
+        occurrence_since = now if "starts_at" in changed else old.occurrence_since
+        w.changed.append(_row(new, old.sequence + 1, occurrence_since, now) | since)
         if "speakers" in changed or "papers" in changed:
             w.children.append(new)
             w.emptied.append(new.id)
@@ -145,7 +174,7 @@ def _row(s: SessionData, sequence: int, since: datetime | None, now: datetime) -
     return row | extra | {"sequence": sequence, "occurrence_since": since}
 
 
-def _write(conn: Connection, w: _Writes, now: datetime) -> None:
+def write_import(conn: Connection, w: _Writes, now: datetime) -> None:
     """Every write as one executemany per statement, never row by row through the ORM."""
     by_id = tables.sessions.c.id == bindparam("b_id")
     gone: list[dict[str, Any]] = [{"b_id": sid} for sid in w.deleted]
@@ -176,7 +205,8 @@ def _write(conn: Connection, w: _Writes, now: datetime) -> None:
             {"b_id": sid, "status": "cancelled", "status_since": now, "updated_at": now}
             for sid in w.cancelled
         ]
-        conn.execute(update(tables.sessions).where(by_id), rows)
+        bump = {"sequence": tables.sessions.c.sequence + 1}
+        conn.execute(update(tables.sessions).where(by_id).values(bump), rows)
     if w.history:
         conn.execute(insert(tables.session_changes), w.history)
     for table, field_name in ((tables.speakers, "speakers"), (tables.papers, "papers")):

@@ -9,9 +9,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
-from bot.domain import Paper, SessionData, Speaker
+from bot.domain import FINAL_STATES, TOLD_STATES, LedgerRow, Paper, SessionData, Speaker
 from bot.ledger import load_rows
-from bot.planner import FINAL_STATES, LedgerRow
 from bot.tables import deliveries, papers, sessions, speakers
 
 
@@ -28,7 +27,7 @@ def _children(conn: Connection, table: Any, ids: Sequence[str]) -> dict[str, lis
 def _told_after(conn: Connection, moment: datetime) -> list[str]:
     """Sessions whose subscribers were told of a start after `moment` (a move needs a notice)."""
     d = deliveries.c
-    query = select(d.session_id).where(d.status == "sent", d.occurrence >= moment).distinct()
+    query = select(d.session_id).where(d.status.in_(TOLD_STATES), d.occurrence >= moment).distinct()
     return list(conn.scalars(query))
 
 

@@ -58,7 +58,11 @@ sessions = Table(
     Column("meeting_url", Text),
     Column("recording_url", Text),
     Column("status", String(16), nullable=False, default="scheduled"),
+    # Rises with every change (the iCalendar SEQUENCE); a `sending` mark checks it is unchanged.
     Column("sequence", Integer, nullable=False, default=0),
+    # How many `sending` marks the session's deliveries were granted: the database's order of
+    # what its channels were told (taken under the session's row lock, never from a clock).
+    Column("marks", Integer, nullable=False, default=0, server_default="0"),
     # When `starts_at` took its current value: a reminder due before that is history, not missed.
     Column("occurrence_since", UTCDateTime, nullable=False),
     # When `status` and `recording_url` took their current values (cancelled / recording notices).
@@ -123,6 +127,9 @@ deliveries = Table(
     Column("notice", String(40), nullable=False),
     Column("channel", String(40), nullable=False),
     Column("occurrence", UTCDateTime, nullable=False),
+    # Change notices: the mark of the last message the channel was told before this change, so
+    # every change is a delivery of its own. 0 for reminders and recordings.
+    Column("change", Integer, nullable=False, default=0, server_default="0"),
     Column("due_at", UTCDateTime, nullable=False),
     Column("deadline", UTCDateTime, nullable=False),
     # pending | claimed | sending | sent | retrying | failed | skipped | missed | uncertain
@@ -140,7 +147,11 @@ deliveries = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
-    UniqueConstraint("session_id", "notice", "channel", "occurrence", name="uq_delivery_key"),
+    # Set with each `sending` mark: sessions.marks after the increment.
+    Column("mark", Integer),
+    UniqueConstraint(
+        "session_id", "notice", "channel", "occurrence", "change", name="uq_delivery_key"
+    ),
     Index("ix_deliveries_status_next", "status", "next_attempt_at"),
     Index("ix_deliveries_status_lease", "status", "lease_expires_at"),
     Index("ix_deliveries_status_occurrence", "status", "occurrence"),

@@ -46,8 +46,10 @@ class RecordingNotifier(Notifier):
     def send(self, message: Message, now: datetime) -> Receipt:
         with self._lock:
             self.attempts.append(message)
-            failure = self.fail_with(message) if callable(self.fail_with) else self.fail_with
-            if failure is not None:
-                raise failure
+        # Outside the lock: a callable may block (a slow channel) while other sends go on.
+        failure = self.fail_with(message) if callable(self.fail_with) else self.fail_with
+        if failure is not None:
+            raise failure
+        with self._lock:
             self.sent.append(message)
             return Receipt(external_id=f"rec-{len(self.sent)}")

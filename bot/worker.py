@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -16,12 +17,18 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import Settings, format_duration
-from bot.db import is_sqlite, write_transaction
+from bot.db import file_guard, is_sqlite, write_transaction
 from bot.dispatch import Dispatcher, PassResult
+from bot.errors import DatabaseGoneError
 from bot.tables import heartbeats as Heartbeat
 
 log = logging.getLogger("bot.worker")
-STOP_GRACE_SECONDS = 20
+# SPEC §7: after SIGTERM, SIGINT or SIGHUP the worker exits within 20 s whatever a channel does.
+# A send in flight may finish by itself for STOP_GRACE_SECONDS; then it is recorded `uncertain`
+# and unsent claims are given back; at STOP_DEADLINE_SECONDS the process exits in any case.
+STOP_GRACE_SECONDS = 15.0
+STOP_DEADLINE_SECONDS = 19.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 MISFIRE_GRACE_SECONDS = 300
 EXIT_BAD_CONFIG = 2
 ANNOUNCE_HORIZON = timedelta(days=30)
@@ -62,11 +69,14 @@ class Worker:
         self._pass_lock = threading.Lock()
         self._scheduler: Any = None
         self._announced = False
+        self._signalled_at: float | None = None  # time.monotonic() of the stop signal
+        self.exit_code = 0
 
     # -------------------------------------------------------------- lifecycle
 
     def run(self) -> int:
-        """Run until SIGTERM/SIGINT; 0 on a clean stop, 2 when templates do not render."""
+        """Run until SIGTERM, SIGINT or SIGHUP: 0 on a clean stop; 2 when templates do not
+        compile or the SQLite file was deleted or replaced."""
         from bot.operator import template_problems
 
         problems = template_problems(self.engine, self.settings, self.clock())
@@ -74,6 +84,8 @@ class Worker:
             for line in problems:
                 log.error("cannot start: %s", line, extra={"event": "worker_refused"})
             return EXIT_BAD_CONFIG
+        # The file the database is in now; a pass refuses to run once it was deleted or replaced.
+        self.dispatcher.guard = file_guard(self.settings.database_url)
         self._scheduler = self.make_scheduler()
         self._install_signals()
         log.info(
@@ -112,30 +124,72 @@ class Worker:
 
     def _install_signals(self) -> None:
         def on_signal(signum: int, _frame: FrameType | None) -> None:
-            if self.stopping.is_set():
+            if self.stopping.is_set() and self._signalled_at is not None:
                 log.warning("second signal: exiting at once", extra={"event": "worker_killed"})
                 os._exit(130)
             log.info(
                 "signal %s: finishing sends in flight", signum, extra={"event": "worker_stopping"}
             )
-            self.stopping.set()
+            self.stop()
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, on_signal)
+
+    def stop(self) -> None:
+        """Begin a clean stop (what the signals do)."""
+        if self._signalled_at is None:
+            self._signalled_at = time.monotonic()
+        self.stopping.set()
 
     def _shutdown(self) -> int:
+        started = self._signalled_at if self._signalled_at is not None else time.monotonic()
+        # Whatever happens below (a database that does not answer, say), the process ends in time.
+        watchdog = threading.Timer(
+            max(0.0, started + STOP_DEADLINE_SECONDS - time.monotonic()), self._exit_now
+        )
+        watchdog.daemon = True
+        watchdog.start()
         self._scheduler.shutdown(wait=False)
-        finished = self._pass_lock.acquire(timeout=STOP_GRACE_SECONDS)
+        grace = max(0.0, started + STOP_GRACE_SECONDS - time.monotonic())
+        finished = self._pass_lock.acquire(timeout=grace)
         if not finished:
-            log.error("a send did not finish within %ss", STOP_GRACE_SECONDS)
-        self.dispatcher.close()
+            log.error(
+                "a send did not finish within %gs of the stop: recorded as uncertain",
+                STOP_GRACE_SECONDS,
+                extra={"event": "worker_abandoned_send"},
+            )
+            self._settle_abandoned()
+        else:
+            self.dispatcher.close()
+        if self.exit_code != EXIT_BAD_CONFIG:  # never write to a replaced database file
+            self._forget_heartbeat()
+        log.info("worker stopped", extra={"event": "worker_stopped"})
+        if not finished:  # the pass thread is stuck in a channel: it must not keep us alive
+            self._exit_now()
+        watchdog.cancel()
+        return self.exit_code
+
+    def _settle_abandoned(self) -> None:
+        try:
+            self.dispatcher.abandon("the worker stopped before the channel answered")
+        except SQLAlchemyError as exc:
+            log.error(
+                "could not record the abandoned send (the lease sweep will): %s",
+                str(exc).splitlines()[0],
+                extra={"event": "database_error"},
+            )
+
+    def _forget_heartbeat(self) -> None:
         try:
             with write_transaction(self.engine) as conn:
                 conn.execute(delete(Heartbeat).where(Heartbeat.c.worker_id == self.worker_id))
         except SQLAlchemyError:
             pass
-        log.info("worker stopped", extra={"event": "worker_stopped"})
-        return 0
+
+    def _exit_now(self) -> None:
+        """End the process at once, with the exit code so far (logs flushed first)."""
+        logging.shutdown()
+        os._exit(self.exit_code)
 
     # -------------------------------------------------------------- passes
 
@@ -146,6 +200,11 @@ class Worker:
         with self._pass_lock:
             try:
                 result = self.dispatcher.run_pass()
+            except DatabaseGoneError as exc:
+                log.error("%s; stopping", exc, extra={"event": "database_gone"})
+                self.exit_code = EXIT_BAD_CONFIG
+                self.stop()
+                return
             except SQLAlchemyError as exc:
                 log.error(
                     "database unavailable, will retry: %s",

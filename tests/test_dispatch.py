@@ -150,7 +150,7 @@ def test_expired_sending_mark_becomes_uncertain_and_a_late_success_is_recorded(
     dispatcher, clock, x = make(engine, START - 7 * D)
     notices = [n for n in _due(dispatcher) if n.key.channel == "x"]
     (held,) = ledger.claim(engine, notices, clock.now, SETTINGS.lease)
-    assert ledger.mark_sending(engine, held, clock.now, SETTINGS.lease) == "sending"
+    assert ledger.mark_sending(engine, held, clock.now, SETTINGS.lease, version=0) == "sending"
     clock.advance(SETTINGS.lease + M)  # the sender is slow; another pass sweeps
     result = dispatcher.run_pass(channels=["x"])
     assert [o.status for o in result.outcomes] == ["uncertain"]
@@ -167,7 +167,7 @@ def test_expired_claim_without_a_sending_mark_goes_back_in_line(engine: Engine) 
     clock.advance(SETTINGS.lease + M)
     result = dispatcher.run_pass(channels=["x"])
     assert [o.status for o in result.outcomes] == ["sent"]
-    assert ledger.mark_sending(engine, held, clock.now, SETTINGS.lease) == "lost"
+    assert ledger.mark_sending(engine, held, clock.now, SETTINGS.lease, version=0) == "lost"
     assert len(x.sent) == 1
 
 
@@ -189,9 +189,11 @@ def test_a_session_cancelled_while_the_pass_runs_is_not_sent(engine: Engine) -> 
     (held,) = ledger.claim(engine, notices, clock.now, SETTINGS.lease)
     with write_transaction(engine) as conn:  # an operator cancels between claim and send
         conn.execute(update(tables.sessions).values(status="cancelled"))
-    outcome = dispatcher._deliver(held, dispatcher_session(engine))
-    assert outcome is not None
-    assert (outcome.status, outcome.reason) == ("skipped", "session changed before sending")
+    assert dispatcher._deliver(held, dispatcher_session(engine)) is None  # given back
+    assert statuses(engine) == {("s1", "announce", "x"): "pending"}
+    assert x.attempts == []
+    result = dispatcher.run_pass(channels=["x"])  # the next plan sees the cancellation
+    assert [(o.status, o.reason) for o in result.outcomes] == [("skipped", "session cancelled")]
     assert x.attempts == []
 
 

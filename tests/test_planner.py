@@ -32,12 +32,15 @@ def session(start: datetime = START, since: datetime | None = None, **kw: object
 
 
 def row(notice: str, status: str, channel: str = "email", **kw: object) -> LedgerRow:
-    key = DeliveryKey("s1", notice, channel, kw.pop("occurrence", START))  # type: ignore[arg-type]
+    """A ledger row as the dispatcher writes it: a reminder is due at its start − its offset."""
+    occurrence = kw.pop("occurrence", START)
+    key = DeliveryKey("s1", notice, channel, occurrence)  # type: ignore[arg-type]
+    offset = next((r.offset for r in REMINDERS if r.name == notice), timedelta(0))
     return LedgerRow(
         id=hash((notice, channel)) % 1000,
         key=key,
         status=status,
-        due_at=START,
+        due_at=kw.pop("due_at", occurrence - offset),  # type: ignore[operator]
         deadline=START,
         **kw,
     )  # type: ignore[arg-type]

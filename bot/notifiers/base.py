@@ -8,34 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+from bot.domain import DeliveryKey
 
-def _base36(number: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    text = ""
-    while number:
-        number, rest = divmod(number, 36)
-        text = digits[rest] + text
-    return text or "0"
-
-
-@dataclass(frozen=True)
-class DeliveryKey:
-    """What makes a delivery unique: one notice, for one occurrence, on one channel."""
-
-    session_id: str
-    notice: str
-    channel: str
-    occurrence: datetime  # the session's start, aware, UTC
-
-    def message_id(self, domain: str = "reading-group-bot", revision: int = 0) -> str:
-        """A stable RFC 5322 Message-ID for this delivery, the same on every attempt.
-
-        `revision` tells apart notices that share a key, such as two `rescheduled` notices for
-        moves to the same start time.
-        """
-        stamp = self.occurrence.strftime("%Y%m%dT%H%MZ")
-        suffix = f".r{_base36(revision)}" if revision else ""
-        return f"<{self.session_id}.{self.notice}.{stamp}{suffix}.{self.channel}@{domain}>"
+__all__ = ["Attachment", "DeliveryKey", "Message", "Notifier", "Receipt"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +33,6 @@ class Message:
     attachments: tuple[Attachment, ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)  # extra headers (email only)
     replies_to: tuple[str, ...] = ()  # ids of earlier messages this one follows up, oldest first
-    revision: int = 0  # see DeliveryKey.message_id
 
     @property
     def summary(self) -> str:

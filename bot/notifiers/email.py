@@ -228,7 +228,7 @@ class EmailNotifier(Notifier):
 
     def send(self, message: Message, now: datetime) -> Receipt:
         """Send one email; the receipt carries its Message-ID."""
-        message_id = message.key.message_id(self.config.domain, message.revision)
+        message_id = message.key.message_id(self.config.domain)
         mail = build_email(self.config, message, now, message_id)
         with self._session() as smtp:
             self._transfer(smtp, mail.as_bytes(), message)
