@@ -148,3 +148,48 @@ def test_upgrading_a_0001_database_keeps_its_data(db_url: str) -> None:
     assert session is not None
     assert session.status_since == stamp.replace(tzinfo=UTC)
     assert session.recording_since == stamp.replace(tzinfo=UTC)
+
+
+def test_upgrading_a_0002_ledger_numbers_what_each_channel_was_told(db_url: str) -> None:
+    from datetime import datetime
+
+    from alembic import command
+    from sqlalchemy import select
+
+    from bot import tables
+
+    engine = make_engine(db_url)
+    with engine.connect() as conn, conn.begin():
+        command.upgrade(_alembic_config(conn), "0002_change_history")
+    t = datetime(2026, 11, 1, 12, 0)
+    with engine.connect() as conn, conn.begin():
+        conn.execute(
+            text(
+                "INSERT INTO sessions (id, title, starts_at, duration_minutes, abstract, status, "
+                "sequence, occurrence_since, created_at, updated_at) VALUES "
+                "('old', 'Old talk', :t, 60, '', 'scheduled', 0, :t, :t, :t)"
+            ),
+            {"t": t},
+        )
+        insert = text(
+            "INSERT INTO deliveries (session_id, notice, channel, occurrence, due_at, deadline, "
+            "status, attempts, first, was_uncertain, created_at, updated_at, sent_at) VALUES "
+            "('old', :notice, 'x', :t, :t, :t, :status, 1, false, false, :t, :t, :sent)"
+        )
+        for notice, status, minute in (
+            ("reminder", "sent", 30),
+            ("announce", "sent", 10),
+            ("starting", "failed", None),
+            ("rescheduled", "uncertain", None),
+        ):
+            sent = t.replace(minute=minute) if minute is not None else None
+            conn.execute(insert, {"notice": notice, "status": status, "t": t, "sent": sent})
+    ensure_schema(engine, migrate=True)
+    d = tables.deliveries.c
+    with engine.connect() as conn:
+        marks = dict(conn.execute(select(d.notice, d.mark)).all())
+        changes = set(conn.scalars(select(d.change)))
+        counted = conn.scalar(select(tables.sessions.c.marks))
+    # Told in the order known before marks (when sent, else when last updated); failed: untold.
+    assert marks == {"rescheduled": 1, "announce": 2, "reminder": 3, "starting": None}
+    assert changes == {0} and counted == 3

@@ -17,12 +17,14 @@ from sqlalchemy import Engine, select
 from bot import tables
 from bot.config import Reminder, Settings
 from bot.dispatch import Dispatcher
-from bot.domain import SessionData, Speaker
+from bot.domain import Notice, SessionData, Speaker
 from bot.errors import MaybeSentError
 from bot.notifiers.base import Message
 from bot.operator import resolve
+from bot.planner import plan
 from bot.session_edit import edit_session
 from bot.sessions_import import import_sessions
+from bot.store import get_session, load_window
 from bot.testing import FrozenClock, RecordingNotifier
 from tests.support.data import deliveries
 
@@ -69,6 +71,16 @@ class Group:
             self.clock.set(at)
         result = self.dispatcher.run_pass(channels=channels or None)
         return sorted((o.key.notice, o.key.channel, o.status) for o in result.outcomes)
+
+    def session(self) -> SessionData:
+        found = get_session(self.engine, SESSION.id)
+        assert found is not None
+        return found
+
+    def dispatcher_plan(self) -> list[Notice]:
+        """What a pass would plan now, without acting on it."""
+        sessions, rows = load_window(self.engine, None, None, session_id=SESSION.id)
+        return plan(sessions, rows, self.settings, self.clock.now)
 
     def posts(self, channel: str = "x") -> Posts:
         """(notice, first line) of what went out on a channel, in order."""
@@ -397,3 +409,29 @@ def test_an_uncertain_message_counts_as_told_until_resolved(engine: Engine) -> N
     g.clock.set(A - 6 * D + H)
     g.set(f"starts_at={A:%Y-%m-%dT%H:%M}Z")
     assert g.run(A - 6 * D + H + M) == both("rescheduled")  # X was told B by the notice
+
+
+def test_a_change_notice_is_refused_once_its_channel_was_told_something_newer(
+    engine: Engine,
+) -> None:
+    from bot import ledger
+
+    g = Group(engine, A - 10 * D)
+    g.save()
+    g.run(A - 7 * D)
+    moved = A - 2 * D + 12 * H  # the day-before reminder of the new time is due at once
+    g.clock.set(A - 2 * D)
+    g.set(f"starts_at={moved:%Y-%m-%dT%H:%M}Z")
+    g.clock.set(A - 2 * D + M)
+    planned = [n for n in g.dispatcher_plan() if n.action == "send" and n.key.channel == "x"]
+    assert [n.key.notice for n in planned] == ["rescheduled"]
+    (held,) = ledger.claim(engine, planned, g.clock.now, SETTINGS.lease)
+    # Before this process marks it, another one tells X of the new time, by the reminder.
+    assert g.run(A - 2 * D + 2 * M, "x") == [
+        ("announce", "x", "skipped"),
+        ("reminder", "x", "sent"),
+    ]
+    mark = ledger.mark_sending(
+        engine, held, g.clock.now, SETTINGS.lease, version=g.session().sequence
+    )
+    assert mark == "changed"  # X was told the current time after the notice was planned
