@@ -9,10 +9,12 @@ state differs from that, one change notice goes out on the channel, describing t
 - `cancelled`: the session is cancelled now, the channel was told it was on;
 - `reinstated`: the channel was told it was cancelled, and it is on again.
 
-A change notice's key carries the mark of the message it follows (`DeliveryKey.change`), so every
-change is a delivery of its own and nothing already sent can block a later one. A change undone
-before its notice went out leaves nothing to announce; two changes between passes give one notice
-describing the newest state. Channels told nothing hear nothing about changes.
+A change notice's key carries the session's version it describes (`DeliveryKey.change`), so every
+change is a delivery of its own and nothing already sent, or dropped, can block a later one. It
+also carries the mark of the message it follows (`Notice.basis`): its `sending` mark is refused
+once the channel was told anything newer. A change undone before its notice went out leaves
+nothing to announce; two changes between passes give one notice describing the newest state.
+Channels told nothing hear nothing about changes.
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ def channel_change(
     if kind is None:
         return None, cutoff
     start = session.starts_at
-    key = DeliveryKey(session.id, kind, channel, start, change=last.mark or 0)
+    key = DeliveryKey(session.id, kind, channel, start, change=session.sequence)
     previous = told_start if told_start != start else None
     notice = decide(
         key,
@@ -159,7 +161,8 @@ def channel_change(
     )
     if notice is None:
         return None, cutoff
-    notice = replace(notice, number=1 + sum(r.key.notice in CHANGE_KINDS for r in told))
+    number = 1 + sum(r.key.notice in CHANGE_KINDS for r in told)
+    notice = replace(notice, number=number, basis=last.mark or 0)
     if notice.action in ("send", "wait") and kind != "cancelled":
         cutoff = Cutoff(now, kind)
     elif notice.action == "done" and notice.row is not None and notice.row.told:

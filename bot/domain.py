@@ -76,9 +76,9 @@ TOLD_STATES = frozenset({"sent", "uncertain", "sending"})
 class DeliveryKey:
     """What makes a delivery unique: one notice, for one occurrence, on one channel.
 
-    `change` names the change a change notice announces (the mark of the last message the
-    channel was told before it), so an earlier change can never block a later one; it is 0 for
-    reminders and recordings.
+    `change` names the change a change notice announces: the session's version (`sequence`)
+    whose state it describes, so an earlier change, sent or dropped, can never block a later
+    one. It is 0 for reminders and recordings.
     """
 
     session_id: str
@@ -146,6 +146,7 @@ class Notice:
     previous: datetime | None = None  # change notices: the start the channel was told before
     thread: tuple[str, ...] = ()  # change notices: external ids of what went out on the channel
     number: int = 1  # change notices: 2 for the second change announced on the channel, …
+    basis: int = 0  # change notices: the mark of the last message the channel was told
 
     @property
     def state(self) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Table, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, Row, Table, and_, bindparam, func, or_, select, update
 
 from bot.db import is_sqlite, write_transaction
 from bot.domain import CHANGE_KINDS, OPEN_STATES, TOLD_STATES, DeliveryKey, LedgerRow, Notice
@@ -208,6 +208,37 @@ class _Refused(Exception):
     """Rolls back a `sending` mark that cannot be granted; its argument is the reason."""
 
 
+# Built once: a pass marks every delivery it sends, and building statements costs more than
+# running them on SQLite.
+_TAKE_MARK = (
+    update(sessions)
+    .where(
+        sessions.c.id == bindparam("m_session"),
+        sessions.c.sequence == bindparam("m_version"),
+        sessions.c.starts_at == bindparam("m_start", type_=sessions.c.starts_at.type),
+        sessions.c.status == bindparam("m_status"),
+    )
+    .values(marks=sessions.c.marks + 1)
+    .returning(sessions.c.marks)
+)
+_MARK_SENDING = (
+    update(TABLE)
+    .where(
+        COLUMNS.id == bindparam("m_id"),
+        COLUMNS.token == bindparam("m_token"),
+        COLUMNS.status == "claimed",
+    )
+    .values(
+        status="sending",
+        mark=bindparam("m_mark"),
+        text=bindparam("m_text"),
+        attempts=COLUMNS.attempts + 1,
+        lease_expires_at=bindparam("m_lease", type_=COLUMNS.lease_expires_at.type),
+        updated_at=bindparam("m_now", type_=COLUMNS.updated_at.type),
+    )
+)
+
+
 def mark_sending(
     engine: Engine,
     held: Claim,
@@ -227,42 +258,36 @@ def mark_sending(
 
     Returns `sending`; `lost` when the claim expired and went to another process; `changed`
     when the session or what its channel was told changed since the pass read them (the claim
-    is still ours).
+    is then given back by the caller).
     """
     key = held.key
-    s = sessions.c
-    ours = and_(COLUMNS.id == held.id, COLUMNS.token == held.token, COLUMNS.status == "claimed")
     try:
         with write_transaction(engine) as conn:
-            if conn.execute(select(COLUMNS.id).where(ours)).first() is None:
-                return "lost"
             # One statement locks the session's row, proves its state, and takes the next mark.
             mark = conn.execute(
-                update(sessions)
-                .where(
-                    s.id == key.session_id,
-                    s.sequence == version,
-                    s.starts_at == key.occurrence,
-                    s.status == ("cancelled" if key.describes_cancelled else "scheduled"),
-                )
-                .values(marks=s.marks + 1)
-                .returning(s.marks)
+                _TAKE_MARK,
+                {
+                    "m_session": key.session_id,
+                    "m_version": version,
+                    "m_start": key.occurrence,
+                    "m_status": "cancelled" if key.describes_cancelled else "scheduled",
+                },
             ).scalar()
-            if mark is None or (key.notice in CHANGE_KINDS and _last_told(conn, key) != key.change):
+            basis = held.notice.basis
+            if mark is None or (key.notice in CHANGE_KINDS and _last_told(conn, key) != basis):
                 raise _Refused("changed")
             marked = conn.execute(
-                update(TABLE)
-                .where(ours)
-                .values(
-                    status="sending",
-                    mark=mark,
-                    text=text,
-                    attempts=COLUMNS.attempts + 1,
-                    lease_expires_at=now + lease,
-                    updated_at=now,
-                )
+                _MARK_SENDING,
+                {
+                    "m_id": held.id,
+                    "m_token": held.token,
+                    "m_mark": mark,
+                    "m_text": text,
+                    "m_lease": now + lease,
+                    "m_now": now,
+                },
             )
-            if marked.rowcount != 1:  # the lease ran out meanwhile and the sweep took it back
+            if marked.rowcount != 1:  # the lease ran out and the sweep or another process took it
                 raise _Refused("lost")
     except _Refused as refused:
         return str(refused)

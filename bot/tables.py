@@ -127,7 +127,7 @@ deliveries = Table(
     Column("notice", String(40), nullable=False),
     Column("channel", String(40), nullable=False),
     Column("occurrence", UTCDateTime, nullable=False),
-    # Change notices: the mark of the last message the channel was told before this change, so
+    # Change notices: the session's version (sequence) whose state the notice describes, so
     # every change is a delivery of its own. 0 for reminders and recordings.
     Column("change", Integer, nullable=False, default=0, server_default="0"),
     Column("due_at", UTCDateTime, nullable=False),

@@ -84,7 +84,7 @@ def test_the_sixth_move_reaches_x_subscribers(group: Group, x_server: XStandIn) 
 def test_concurrent_edits_of_different_fields_all_stick(group: Group) -> None:
     first = on_the_minute(real_now() + 20 * D)
     group.import_(a_session("edited", first))
-    for round_ in range(20):
+    for round_ in range(12):
         title = f"Masked diffusion for code, take {round_}"
         start = first + round_ * H
         procs = [

@@ -31,7 +31,7 @@ import yaml
 
 from bot.cli import cli
 from bot.db import ensure_schema, make_engine, sqlite_path
-from bot.worker import STOP_GRACE_SECONDS, latest_heartbeat
+from bot.worker import STOP_DEADLINE_SECONDS, latest_heartbeat
 from tests.support.data import add_session
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -331,7 +331,7 @@ def test_worker_unit_settings() -> None:
     assert one(unit, "Service", "KillSignal") == "SIGTERM"
     assert one(unit, "Install", "WantedBy") == "multi-user.target"
     # systemd waits TimeoutStopSec after KillSignal, then SIGKILLs: it must outlast the drain.
-    assert timespan_seconds(one(unit, "Service", "TimeoutStopSec")) > STOP_GRACE_SECONDS
+    assert timespan_seconds(one(unit, "Service", "TimeoutStopSec")) > STOP_DEADLINE_SECONDS
 
 
 @pytest.mark.parametrize("path", [WORKER_UNIT, SEND_UNIT], ids=lambda p: p.name)

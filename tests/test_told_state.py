@@ -435,3 +435,25 @@ def test_a_change_notice_is_refused_once_its_channel_was_told_something_newer(
         engine, held, g.clock.now, SETTINGS.lease, version=g.session().sequence
     )
     assert mark == "changed"  # X was told the current time after the notice was planned
+
+
+def test_a_change_undone_while_its_notice_went_out_and_made_again_is_announced(
+    engine: Engine,
+) -> None:
+    g = Group(engine, A - 10 * D)
+    g.save()
+    g.run(A - 7 * D)
+    g.clock.set(A - 6 * D)
+    g.set("status=cancelled")
+
+    def uncancel_while_posting(message: Message) -> None:
+        g.email.fail_with = None
+        edit_session(engine, SESSION.id, ["status=scheduled"], A - 6 * D)
+
+    g.email.fail_with = uncancel_while_posting
+    g.run(A - 6 * D + M)  # email: cancelled, then reinstated; X's cancelled notice dropped
+    assert g.notices("x") == ["announce"]
+    g.clock.set(A - 5 * D)
+    g.set("status=cancelled")  # the same change as the one X never heard of, made again
+    assert g.run(A - 5 * D + M) == both("cancelled")
+    assert g.notices("x") == ["announce", "cancelled"]
