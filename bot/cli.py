@@ -33,6 +33,9 @@ class App:
         self.env_file: str | None = None
         self.verbose = 0
         self.json = False
+        # Set by the commands that send (and `check`): a channel's bad variables are then fatal;
+        # the others only warn, so data can be managed before every channel is set up.
+        self.sending = False
         self._settings: Settings | None = None
         self._engine: Engine | None = None
 
@@ -46,16 +49,27 @@ class App:
             settings = load_settings(load_env(self.env_file))
             level = "DEBUG" if self.verbose else settings.log_level
             setup_logging(level, settings.log_format, secret_values(settings))
+            if settings.channel_problems:
+                if self.sending:
+                    settings.require_channels()
+                count = len(settings.channel_problems)
+                click.echo(
+                    f"warning: {count} problem{'s' if count > 1 else ''} with the channels' "
+                    "variables; `bot check` lists them",
+                    err=True,
+                )
             self._settings = settings
         return self._settings
 
-    def engine(self, *, migrate: bool | None = None) -> Engine:
-        """The database engine, with the schema checked (SQLite is migrated on first use)."""
-        if self._engine is None:
-            from bot.db import ensure_schema, make_engine
+    def engine(self, *, read_only: bool = False) -> Engine:
+        """The database engine, with the schema checked (SQLite is migrated on first use).
 
-            self._engine = make_engine(self.settings.database_url)
-            ensure_schema(self._engine, migrate=migrate)
+        `read_only` commands also work on a SQLite file they may not write.
+        """
+        if self._engine is None:
+            from bot.db import open_database
+
+            self._engine = open_database(self.settings.database_url, read_only=read_only)
         return self._engine
 
     def out(self, record: dict[str, Any], line: str) -> None:
@@ -200,8 +214,20 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="bot")
+    """Console-script entry point: every usage error is one line (no usage block), exit 2."""
+    try:
+        code = cli.main(prog_name="bot", standalone_mode=False)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "bot"
+        click.echo(f"{where}: {exc.format_message()}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 # ---------------------------------------------------------------- output helpers
@@ -255,6 +281,7 @@ def send_cmd(
     from bot.dispatch import Dispatcher
 
     app = _app()
+    app.sending = not dry_run
     settings = app.settings
     unknown = [c for c in channels if c not in settings.channels]
     if unknown:
@@ -265,7 +292,7 @@ def send_cmd(
         ConsoleNotifier.stream = sys.stderr  # keep stdout pure JSON Lines
     if dry_run and not _has_schema(app):
         return
-    engine = app.engine()
+    engine = app.engine(read_only=dry_run)
     if session_id is not None:
         from bot.store import get_session
 
@@ -286,28 +313,29 @@ def send_cmd(
 
 
 def _has_schema(app: App) -> bool:
-    """Dry runs never create or migrate a database; an absent one simply has nothing due."""
-    from bot.db import SCHEMA_HEAD, current_revision, make_engine, sqlite_path
+    """Dry runs never create or migrate a database; an absent or empty one has nothing due."""
+    from bot.db import open_database, sqlite_path
 
-    path = sqlite_path(app.settings.database_url)
+    url = app.settings.database_url
+    path = sqlite_path(url)
     if path is not None and not path.exists():
         return False
-    engine = make_engine(app.settings.database_url)
-    revision = current_revision(engine)
-    if revision is None:
-        return False
-    if revision != SCHEMA_HEAD:
-        raise SchemaError()
-    app._engine = engine
+    try:
+        app._engine = open_database(url, read_only=True, migrate=False)
+    except SchemaError as exc:
+        if exc.found is None:
+            return False
+        raise
     return True
 
 
 @command(cli, "run")
 def run_cmd() -> None:
-    """The long-lived worker: sends each notice at its time until SIGTERM or SIGINT."""
+    """The long-lived worker: sends each notice at its time until SIGTERM, SIGINT or SIGHUP."""
     from bot.worker import Worker
 
     app = _app()
+    app.sending = True
     engine = app.engine()
     sys.exit(Worker(engine, app.settings).run())
 
@@ -327,7 +355,7 @@ def plan_cmd(now_text: str | None, days: int) -> None:
     now = make_clock(parse_now(now_text))()
     longest = max((r.offset for r in settings.reminders), default=timedelta(0))
     sessions, rows = load_window(
-        app.engine(),
+        app.engine(read_only=True),
         now - HISTORY,
         now + timedelta(days=days) + longest,
         announced_after=now,
@@ -383,14 +411,14 @@ def preview_cmd(
     app = _app()
     settings = app.settings
     now = make_clock(parse_now(now_text))()
-    sessions, rows = load_window(app.engine(), None, None, session_id=session_id)
+    sessions, rows = load_window(app.engine(read_only=True), None, None, session_id=session_id)
     if not sessions:
         raise UsageError(f"preview: no session with id {session_id!r}")
     if channel is not None and channel not in settings.channels:
         raise UsageError(f"--channel: not in CHANNELS ({channel})")
     if notice_name is not None and settings.reminder(notice_name) is None:
         raise UsageError(f"--notice: not in REMINDERS ({notice_name})")
-    dispatcher = Dispatcher(app.engine(), settings, lambda: now)
+    dispatcher = Dispatcher(app.engine(read_only=True), settings, lambda: now)
     for notice in plan(sessions, rows, settings, now, channels=[channel] if channel else None):
         if notice_name is not None and notice.key.notice != notice_name:
             continue
@@ -433,7 +461,7 @@ def health_cmd(max_age: str) -> None:
         limit = parse_duration(max_age)
     except ValueError as exc:
         raise UsageError(f"--max-age: {exc}") from exc
-    beat = latest_heartbeat(_app().engine())
+    beat = latest_heartbeat(_app().engine(read_only=True))
     now = datetime.now(UTC)
     if beat is None:
         click.echo("no worker heartbeat found")

@@ -93,7 +93,7 @@ def register(cli: click.Group) -> None:
 
         app = _app()
         now = datetime.now(UTC)
-        for s in load_all_sessions(app.engine(), include_past=show_all, now=now):
+        for s in load_all_sessions(app.engine(read_only=True), include_past=show_all, now=now):
             local = s.starts_at.astimezone(app.settings.reference_zone)
             app.out(
                 {
@@ -114,7 +114,7 @@ def register(cli: click.Group) -> None:
         from bot.timefmt import when_line, zone_times
 
         app = _app()
-        session = get_session(app.engine(), session_id)
+        session = get_session(app.engine(read_only=True), session_id)
         if session is None:
             raise UsageError(f"sessions show: no session with id {session_id!r}")
         click.echo(export_sessions([session]).rstrip())
@@ -129,7 +129,8 @@ def register(cli: click.Group) -> None:
         from bot.sessions_file import export_sessions
         from bot.sessions_import import load_all_sessions
 
-        text = export_sessions(load_all_sessions(_app().engine(), include_past=True))
+        engine = _app().engine(read_only=True)
+        text = export_sessions(load_all_sessions(engine, include_past=True))
         if file is None:
             click.echo(text, nl=False)
             return
@@ -157,7 +158,7 @@ def register(cli: click.Group) -> None:
 
         app = _app()
         now = datetime.now(UTC)
-        sessions, _ = load_window(app.engine(), now - ICS_HISTORY, None)
+        sessions, _ = load_window(app.engine(read_only=True), now - ICS_HISTORY, None)
         name = app.settings.group_name or "Reading group"
         data = calendar_feed(sessions, now=now, name=name)
         if output is None:
@@ -206,6 +207,7 @@ def register(cli: click.Group) -> None:
         from bot.operator import check
 
         app = _app()
+        app.sending = True  # the channels' variables must be right: what check is for
         now = make_clock(parse_now(now_text))()
         try:
             engine = app.engine()  # SQLite migrates itself; PostgreSQL must be upgraded
@@ -250,7 +252,7 @@ def _list_deliveries(app: Any, status: str | None, session_id: str | None) -> No
         query = query.where(COLUMNS.status == status)
     if session_id:
         query = query.where(COLUMNS.session_id == session_id)
-    with app.engine().connect() as conn:
+    with app.engine(read_only=True).connect() as conn:
         rows = [row_to_ledger(r) for r in conn.execute(query)]
     for row in rows:
         record = Outcome(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.domain import SPECIAL_NOTICES
@@ -16,8 +17,13 @@ from bot.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///bot.db"
 DEFAULT_REMINDERS = "announce=7d,reminder=1d,starting=1h"
+MAX_OFFSET = timedelta(days=365)  # reminder offsets and RECORDING_WINDOW
+# Variables that point TLS at a private CA: taken from a .env file into the process environment,
+# where OpenSSL (SSL_CERT_FILE, SSL_CERT_DIR) and requests (REQUESTS_CA_BUNDLE) look for them.
+TLS_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+UID_FALLBACK = "reading-group-bot"  # no SITE_URL, GROUP_URL or EMAIL_FROM to name the group
 
 
 class Secret:
@@ -96,7 +102,28 @@ class Settings:
     lease: timedelta = timedelta(minutes=5)
     log_format: str = "text"
     log_level: str = "INFO"
+    site_url: str = ""
     channel_configs: Mapping[str, Any] = field(default_factory=dict)
+    # Problems of the channels' own variables: commands that send (and `check`) refuse to run
+    # with them; commands that only read or manage data work, with a one-line warning.
+    channel_problems: tuple[str, ...] = ()
+    secret_texts: tuple[str, ...] = ()  # every channel secret found, for redacting logs
+
+    def require_channels(self) -> None:
+        """Raise ConfigError naming every channel variable problem (a command about to send)."""
+        if self.channel_problems:
+            raise ConfigError(list(self.channel_problems))
+
+    @property
+    def uid_domain(self) -> str:
+        """The right-hand side of calendar UIDs: the site's host, the group's, or the sender's."""
+        for url in (self.site_url, self.group_url):
+            host = urlsplit(url).hostname if url else None
+            if host:
+                return host
+        email = self.channel_configs.get("email")
+        domain = getattr(email, "domain", None)
+        return domain if isinstance(domain, str) and domain else UID_FALLBACK
 
     @property
     def reference_zone(self) -> ZoneInfo:
@@ -109,17 +136,34 @@ class Settings:
 
 
 def load_env(env_file: str | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The process environment with a dotenv file under it (variables already set win)."""
+    """The process environment with a dotenv file under it (variables already set win).
+
+    The TLS variables of a dotenv file (TLS_VARIABLES) also go into the process environment,
+    where OpenSSL and requests read them, so a private CA set in `.env` is trusted like one set
+    in the environment.
+    """
+    import io
+
     from dotenv import dotenv_values
 
     env = dict(os.environ if base is None else base)
     path = Path(env_file) if env_file else Path(".env")
     if env_file and not path.is_file():
         raise ConfigError([f"--env-file: no such file ({env_file})"])
-    if path.is_file():
-        for key, value in dotenv_values(path).items():
-            if value is not None:
-                env.setdefault(key, value)
+    if not path.is_file():
+        return env
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+        raise ConfigError([f"{path}: not UTF-8 text ({where})"]) from exc
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror or exc})"]) from exc
+    for key, value in dotenv_values(stream=io.StringIO(text)).items():
+        if value is not None and key not in env:
+            env[key] = value
+            if base is None and key in TLS_VARIABLES:
+                os.environ[key] = value
     return env
 
 
@@ -138,13 +182,18 @@ class _Reader:
         shown = f" ({value})" if value is not None else ""
         self.problems.append(f"{name}: {what}{shown}")
 
-    def duration(self, name: str, default: str) -> timedelta:
+    def duration(self, name: str, default: str, *, least: timedelta, most: timedelta) -> timedelta:
         raw = self.get(name, default)
         try:
-            return parse_duration(raw)
+            value = parse_duration(raw)
         except ValueError:
             self.problem(name, "not a duration like 30s, 5m, 12h, 1d or 1d12h", raw)
             return parse_duration(default)
+        if not least <= value <= most:
+            bounds = f"from {format_duration(least)} to {format_duration(most)}"
+            self.problem(name, f"must be {bounds}", raw)
+            return parse_duration(default)
+        return value
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         raw = self.get(name, default)
@@ -180,6 +229,9 @@ def _parse_reminders(reader: _Reader, channels: tuple[str, ...]) -> tuple[Remind
         except ValueError:
             reader.problem("REMINDERS", "offset must be like 7d, 12h, 90m, 1d12h or 0m", entry)
             continue
+        if offset > MAX_OFFSET:
+            reader.problem("REMINDERS", "offset must be at most 365d", entry)
+            continue
         wanted = tuple(c.strip() for c in chans.split("+") if c.strip()) if chans else channels
         unknown = [c for c in wanted if c not in channels]
         if unknown:
@@ -201,15 +253,47 @@ def _parse_zones(reader: _Reader) -> tuple[str, ...]:
     return zones or ("UTC",)
 
 
-def load_settings(env: Mapping[str, str]) -> Settings:
-    """Build Settings from an environment mapping, or raise ConfigError listing every problem."""
+def _database_url(reader: _Reader) -> str:
+    """DATABASE_URL, with the problems that can be seen without opening it."""
+    url = reader.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", url):
+        reader.problem("DATABASE_URL", "must start with sqlite:// or postgresql+psycopg://")
+        return url
+    if url.startswith("sqlite"):
+        _, _, rest = url.partition("://")
+        path = rest[1:].split("?", 1)[0] if rest.startswith("/") else ""
+        if path in ("", ":memory:") or "mode=memory" in url:
+            reader.problem(
+                "DATABASE_URL", "an in-memory SQLite database keeps nothing; name a file", url
+            )
+        elif not Path(path).parent.is_dir():
+            reader.problem("DATABASE_URL", "the folder does not exist", str(Path(path).parent))
+    return url
+
+
+def _url(reader: _Reader, name: str) -> str:
+    value = reader.get(name)
+    if value:
+        try:
+            parts = urlsplit(value)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok or any(c.isspace() for c in value):
+            reader.problem(name, "must be an http(s) URL with a host", value)
+            return ""
+    return value
+
+
+def _channel_configs(
+    env: Mapping[str, str], reader: _Reader, channels: tuple[str, ...]
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """Each channel's parsed variables, the problems with them, and every secret value seen."""
     from bot.notifiers import PluginError, registry
 
-    reader = _Reader(env)
-    channels = reader.names("CHANNELS", "console")
-    if not channels:
-        reader.problem("CHANNELS", "names no channel", env.get("CHANNELS", ""))
     configs: dict[str, Any] = {}
+    problems: list[str] = []
+    secrets: list[str] = []
     for name in channels:
         try:
             notifier = registry.get(name)
@@ -220,10 +304,25 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             known = ", ".join(registry.names())
             reader.problem("CHANNELS", f"unknown channel (known: {known})", name)
             continue
+        secrets.extend(env[v] for v in notifier.secret_variables if env.get(v, "").strip())
         try:
             configs[name] = notifier.parse_config(env)
         except ConfigError as exc:
-            reader.problems.extend(exc.problems)
+            problems.extend(exc.problems)
+    return configs, problems, secrets
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Build Settings from an environment mapping, or raise ConfigError listing every problem.
+
+    Problems with a channel's own variables do not raise: they are kept in
+    `Settings.channel_problems` for the commands that send to refuse (`require_channels`).
+    """
+    reader = _Reader(env)
+    channels = reader.names("CHANNELS", "console")
+    if not channels:
+        reader.problem("CHANNELS", "names no channel", env.get("CHANNELS", ""))
+    configs, channel_problems, secrets = _channel_configs(env, reader, channels)
     recording = reader.names("RECORDING_CHANNELS", ",".join(channels))
     for name in recording:
         if name not in channels:
@@ -231,11 +330,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     templates_dir = reader.get("TEMPLATES_DIR")
     if templates_dir and not Path(templates_dir).is_dir():
         reader.problem("TEMPLATES_DIR", "not a directory", templates_dir)
-    database_url = reader.get("DATABASE_URL", DEFAULT_DATABASE_URL)
-    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", database_url):
-        reader.problem("DATABASE_URL", "must start with sqlite:// or postgresql+psycopg://")
+    day = timedelta(days=1)
     settings = Settings(
-        database_url=database_url,
+        database_url=_database_url(reader),
         channels=channels,
         reminders=_parse_reminders(reader, channels),
         change_notices=reader.choice(
@@ -243,22 +340,25 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         )
         in ("on", "true", "1"),
         recording_channels=recording,
-        recording_window=reader.duration("RECORDING_WINDOW", "14d"),
+        recording_window=reader.duration(
+            "RECORDING_WINDOW", "14d", least=timedelta(minutes=1), most=MAX_OFFSET
+        ),
         display_timezones=_parse_zones(reader),
         group_name=reader.get("GROUP_NAME"),
-        group_url=reader.get("GROUP_URL"),
-        group_youtube_url=reader.get("GROUP_YOUTUBE_URL"),
+        group_url=_url(reader, "GROUP_URL"),
+        group_youtube_url=_url(reader, "GROUP_YOUTUBE_URL"),
         templates_dir=Path(templates_dir) if templates_dir else None,
-        poll_interval=reader.duration("POLL_INTERVAL", "30s"),
-        lease=reader.duration("LEASE", "5m"),
+        poll_interval=reader.duration(
+            "POLL_INTERVAL", "30s", least=timedelta(seconds=1), most=timedelta(hours=1)
+        ),
+        lease=reader.duration("LEASE", "5m", least=timedelta(seconds=10), most=day),
         log_format=reader.choice("LOG_FORMAT", "text", ("text", "json")),
         log_level=reader.choice("LOG_LEVEL", "INFO", ("debug", "info", "warning", "error")).upper(),
+        site_url=_url(reader, "SITE_URL").rstrip("/"),
         channel_configs=configs,
+        channel_problems=tuple(channel_problems),
+        secret_texts=tuple(secrets),
     )
-    if settings.poll_interval < timedelta(seconds=1):
-        reader.problem("POLL_INTERVAL", "must be at least 1s", reader.get("POLL_INTERVAL"))
-    if settings.lease < timedelta(seconds=10):
-        reader.problem("LEASE", "must be at least 10s", reader.get("LEASE"))
     if reader.problems:
         raise ConfigError(reader.problems)
     return settings

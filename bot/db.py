@@ -33,6 +33,54 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
+def _writable(path: Path) -> bool:
+    folder = path.parent if str(path.parent) else Path(".")
+    return os.access(folder, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
+def open_database(url: str, *, read_only: bool = False, migrate: bool = True) -> Engine:
+    """The engine a command works with, its schema checked (SQLite is migrated on first use,
+    unless `migrate` is False: then a schema that is not current raises SchemaError).
+
+    `read_only` commands also work on a SQLite file this process may not write (opened
+    read-only, never migrated). Every problem with DATABASE_URL itself is a ConfigError.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        engine = make_engine(url)
+        ensure_schema(engine, migrate=False if not migrate else None)
+        return engine
+    if not _writable(path):
+        if not path.exists():
+            raise ConfigError([f"DATABASE_URL: cannot create {path}: its folder cannot be written"])
+        if not read_only:
+            raise ConfigError(
+                [f"DATABASE_URL: {path} cannot be written, and this command changes it"]
+            )
+        wal_open = Path(f"{path}-shm").exists()  # a writer has it open: read its WAL too
+        mode = "mode=ro" if wal_open else "mode=ro&immutable=1"
+        engine = _sqlite_engine(f"sqlite:///file:{path.resolve()}?{mode}&uri=true", True)
+        _checked(path, lambda: ensure_schema(engine, migrate=False))
+        return engine
+    engine = make_engine(url)
+    _checked(path, lambda: ensure_schema(engine, migrate=None if migrate else False))
+    return engine
+
+
+def _checked(path: Path, action: Callable[[], None]) -> None:
+    """Run `action`; a file that is not a SQLite database is a configuration problem."""
+    from sqlalchemy.exc import DatabaseError
+
+    try:
+        action()
+    except DatabaseError as exc:
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else str(exc)
+        if "not a database" in reason or "malformed" in reason or "unable to open" in reason:
+            problem = f"DATABASE_URL: {path} cannot be used as a database ({reason})"
+            raise ConfigError([problem]) from exc
+        raise
+
+
 def file_guard(url: str) -> Callable[[], None]:
     """A check that the SQLite file of `url` is still the one there now (a no-op elsewhere).
 
@@ -77,7 +125,7 @@ def _pg_connect_args(url: str) -> dict[str, Any]:
     return {"connect_timeout": 10} if "psycopg" in url or url.startswith("postgresql:") else {}
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, read_only: bool = False) -> Engine:
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
@@ -86,8 +134,9 @@ def _sqlite_engine(url: str) -> Engine:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        if not read_only:  # (a read-only file keeps the journal mode its writer set)
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -150,8 +199,10 @@ def ensure_schema(engine: Engine, *, migrate: bool | None = None) -> None:
         migrate = is_sqlite(engine)
     if not migrate:
         found = revision or "empty database"
-        raise SchemaError(
+        error = SchemaError(
             f"DATABASE_URL: schema is at {found}, this program needs {SCHEMA_HEAD}; "
             "run `bot db upgrade`"
         )
+        error.found = revision
+        raise error
     upgrade(engine)

@@ -39,6 +39,8 @@ class UsageError(BotError):
 class SchemaError(BotError):
     """The database schema is not at the version this program needs; run `bot db upgrade`."""
 
+    found: str | None = None  # the revision the database is at (None: no schema at all)
+
 
 class TemplateProblem(BotError):
     """A template could not be rendered."""

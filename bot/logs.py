@@ -28,8 +28,8 @@ _QUIET = (
 
 
 def secret_values(settings: Settings) -> list[str]:
-    """Every secret string held by the channel configurations."""
-    found: list[str] = []
+    """Every secret string held by the channel configurations, or seen in their variables."""
+    found: list[str] = list(settings.secret_texts)
     for config in settings.channel_configs.values():
         if dataclasses.is_dataclass(config) and not isinstance(config, type):
             for f in dataclasses.fields(config):

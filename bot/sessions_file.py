@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import re
+import unicodedata
 from collections.abc import Callable, Hashable
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -152,8 +153,22 @@ def _document(doc: object, p: _Problems) -> list[SessionData]:
 Check = Callable[[Any, str, _Problems], Any]  # (value, path, problems) -> the clean value
 
 
-def _text(value: object, path: str, p: _Problems, required: bool = False) -> str | None:
+def _control(text: str, newlines: bool) -> str | None:
+    """The first control character in `text` (a newline allowed where `newlines`), as U+XXXX."""
+    for char in text:
+        if unicodedata.category(char) == "Cc" and not (newlines and char == "\n"):
+            return f"U+{ord(char):04X}"
+    return None
+
+
+def _text(
+    value: object, path: str, p: _Problems, required: bool = False, newlines: bool = False
+) -> str | None:
     if isinstance(value, str) and value.strip():
+        control = _control(value, newlines)
+        if control is not None:
+            p.add(path, f"must not hold control characters ({control} found)", value)
+            return None
         return value.strip()
     if value is not None and not isinstance(value, str):
         p.add(path, "must be text (put it in quotes)", value)
@@ -166,6 +181,10 @@ def _text(value: object, path: str, p: _Problems, required: bool = False) -> str
 
 def _required(value: object, path: str, p: _Problems) -> str | None:
     return _text(value, path, p, required=True)
+
+
+def _paragraphs(value: object, path: str, p: _Problems) -> str | None:
+    return _text(value, path, p, newlines=True)
 
 
 def _url(value: object, path: str, p: _Problems) -> str | None:
@@ -260,7 +279,7 @@ SESSION_CHECKS: dict[str, Check] = {
     "title": _required,
     "duration": _duration,
     "speakers": _list(_record(Speaker, SPEAKER_CHECKS)),
-    "abstract": _text,
+    "abstract": _paragraphs,
     "papers": _list(_record(Paper, {"title": _required, "url": _url})),
     "meeting_url": _url,
     "recording_url": _url,

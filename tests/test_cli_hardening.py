@@ -47,8 +47,8 @@ def test_a_database_url_that_is_not_a_database_is_one_line(bot: BotCli, tmp_path
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not a database at all, just some bytes" * 100)
     code, out, err = bot("sessions", "list", env={"DATABASE_URL": f"sqlite:///{junk}"})
-    assert code == 1
-    assert err.startswith("DATABASE_URL: the database cannot be used")
+    assert code == 2  # a configuration problem (SPEC §3)
+    assert err == f"DATABASE_URL: {junk} cannot be used as a database (file is not a database)\n"
     assert "Traceback" not in out + err
 
 

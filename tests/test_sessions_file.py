@@ -502,7 +502,11 @@ TEXT = st.text(st.characters(exclude_categories=["Cs", "Cc"]), min_size=1, max_s
 @settings(max_examples=200, deadline=None)
 @given(
     title=TEXT,
-    abstract=st.text(st.characters(exclude_categories=["Cs"]), max_size=60),
+    # Line breaks of every kind YAML knows, but no other control character (those are refused).
+    abstract=st.text(
+        st.characters(exclude_categories=["Cs", "Cc"], include_characters="\n\u2028"),
+        max_size=60,
+    ),
     minutes=st.integers(1, 3000),
     zone=st.sampled_from([None, "America/New_York", "Europe/Paris", "Asia/Kolkata", "UTC"]),
     when=st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1)),
@@ -530,3 +534,32 @@ def test_export_then_parse_gives_back_the_same_sessions(
     if zone is not None and again[0].timezone is None:  # a folded local time is written with offset
         original = SessionData(**{**vars(original), "timezone": None})
     assert again == [original]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "where", "found"),
+    [
+        ("title", "DiffuCoder\x00", "title", "U+0000"),
+        ("title", "\x1b[31mDiffuCoder\x1b[0m", "title", "U+001B"),
+        ("title", "DiffuCoder\tpart 2", "title", "U+0009"),
+        ("title", "DiffuCoder\npart 2", "title", "U+000A"),
+        ("abstract", "Line one.\x07\nLine two.", "abstract", "U+0007"),
+        ("speakers", [{"name": "Shansan\x00Gong"}], "speakers[0].name", "U+0000"),
+        ("speakers", [{"name": "S", "affiliation": "HKU\x9b"}], "speakers[0].affiliation", "U+009B"),
+        ("papers", [{"title": "Diffu\x7fCoder"}], "papers[0].title", "U+007F"),
+    ],
+)
+def test_control_characters_are_refused_naming_the_field(
+    field: str, value: object, where: str, found: str
+) -> None:
+    lines = problems(file_of(session(**{field: value})))
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"f.yaml: sessions[0].{where}: must not hold control characters ({found} found) ("
+    )
+    assert "\x00" not in lines[0] and "\x1b" not in lines[0]  # shown escaped
+
+
+def test_an_abstract_keeps_its_line_breaks() -> None:
+    (parsed,) = parse_sessions(file_of(session(abstract="Line one.\n\nLine two.\n")), "f.yaml")
+    assert parsed.abstract == "Line one.\n\nLine two."

@@ -54,6 +54,8 @@ class Notifier(ABC):
     parts: ClassVar[tuple[str, ...]] = ("txt",)
     max_length: ClassVar[int | None] = None  # in the channel's own unit, see measure()
     length_unit: ClassVar[str] = "characters"
+    # Variables holding passwords, tokens, keys or secret URLs: never shown, redacted from logs.
+    secret_variables: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any) -> None:
         self.config = config

@@ -219,6 +219,7 @@ class EmailNotifier(Notifier):
 
     name = "email"
     parts = ("subject", "txt", "html")
+    secret_variables = ("SMTP_PASSWORD",)
     config: EmailConfig
 
     @classmethod

@@ -187,6 +187,7 @@ class XNotifier(Notifier):
     name = "x"
     max_length = 280
     length_unit = "weighted characters"
+    secret_variables = _CREDENTIALS
 
     def __init__(self, config: XConfig) -> None:
         super().__init__(config)
