@@ -392,7 +392,7 @@ def plan_cmd(now_text: str | None, days: int) -> None:
 
 @command(cli, "preview")
 @click.argument("session_id")
-@click.option("--notice", "notice_name", help="Only this notice (default: every reminder).")
+@click.option("--notice", "notice_name", help="Only this notice (default: every one planned).")
 @click.option("--channel", "channel", help="Only this channel (default: every configured one).")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False), help="Write the HTML email.")
 @now_option
@@ -403,33 +403,48 @@ def preview_cmd(
     html_file: str | None,
     now_text: str | None,
 ) -> None:
-    """Render the messages of one session, exactly as they would go out."""
-    from bot.dispatch import Dispatcher
+    """Render the messages of one session that are still to go out, exactly as they will."""
+    from bot.dispatch import Dispatcher, iso
+    from bot.domain import SPECIAL_NOTICES
     from bot.planner import plan
     from bot.store import load_window
 
     app = _app()
     settings = app.settings
     now = make_clock(parse_now(now_text))()
-    sessions, rows = load_window(app.engine(read_only=True), None, None, session_id=session_id)
+    engine = app.engine(read_only=True)
+    sessions, rows = load_window(engine, None, None, session_id=session_id)
     if not sessions:
         raise UsageError(f"preview: no session with id {session_id!r}")
     if channel is not None and channel not in settings.channels:
         raise UsageError(f"--channel: not in CHANNELS ({channel})")
-    if notice_name is not None and settings.reminder(notice_name) is None:
-        raise UsageError(f"--notice: not in REMINDERS ({notice_name})")
-    dispatcher = Dispatcher(app.engine(read_only=True), settings, lambda: now)
-    for notice in plan(sessions, rows, settings, now, channels=[channel] if channel else None):
+    known = notice_name is None or notice_name in SPECIAL_NOTICES
+    if not known and settings.reminder(str(notice_name)) is None:
+        raise UsageError(f"--notice: not in REMINDERS, nor a change notice ({notice_name})")
+    dispatcher = Dispatcher(engine, settings, lambda: now)
+    planned = plan(sessions, rows, settings, now, channels=[channel] if channel else None)
+    shown = 0
+    for notice in planned:
         if notice_name is not None and notice.key.notice != notice_name:
             continue
-        if notice.offset is None:
+        if notice.action not in ("send", "wait"):
             continue
         message = dispatcher.render(notice, sessions[0], max(now, notice.due_at))
         click.echo(f"=== {notice.key.notice} · {notice.key.channel} (first={notice.first}) ===")
         click.echo(_show_message(message))
+        shown += 1
         if html_file and message.html is not None:
             write_atomically(html_file, message.html.encode("utf-8"))
             html_file = None
+    if not shown:
+        start = sessions[0].starts_at
+        longest = max((r.offset for r in settings.reminders), default=timedelta(0))
+        hint = (
+            f"`bot deliveries --session {session_id}` shows what went out"
+            if rows
+            else f"to see its messages, try --now {iso(min(start - longest, now))}"
+        )
+        click.echo(f"preview: nothing left to send for {session_id} at {iso(now)}; {hint}")
 
 
 # ---------------------------------------------------------------- database, health

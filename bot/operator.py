@@ -72,20 +72,32 @@ def resolve(engine: Engine, delivery_id: int, outcome: str, now: datetime) -> st
     return f"{_describe(row)}: {outcome}"
 
 
-def template_problems(engine: Engine, settings: Settings, now: datetime) -> list[str]:
-    """Templates that do not compile; upcoming notices that do not render or are over a limit."""
-    return _plan_problems(engine, settings, now, include_plan=False)
+def syntax_problems(settings: Settings) -> list[str]:
+    """Templates that do not compile: the worker refuses to start on them."""
+    from bot.render import Renderer
+
+    return [f"templates: {p}" for p in Renderer(settings).check_syntax()]
+
+
+def message_problems(engine: Engine, settings: Settings, now: datetime) -> list[str]:
+    """Upcoming messages that do not render or are over their channel's limit."""
+    return _plan_problems(engine, settings, now, include_plan=False, syntax=False)
 
 
 def _plan_problems(
-    engine: Engine, settings: Settings, now: datetime, *, include_plan: bool
+    engine: Engine,
+    settings: Settings,
+    now: datetime,
+    *,
+    include_plan: bool,
+    syntax: bool = True,
 ) -> list[str]:
     from bot.dispatch import Dispatcher
     from bot.planner import plan, recordings_since
     from bot.store import load_window
 
     dispatcher = Dispatcher(engine, settings, lambda: now)
-    problems = [f"templates: {p}" for p in dispatcher.renderer.check_syntax()]
+    problems = [f"templates: {p}" for p in dispatcher.renderer.check_syntax()] if syntax else []
     sessions, rows = load_window(
         engine,
         now - timedelta(days=1),
@@ -118,13 +130,24 @@ def check(engine: Engine, settings: Settings, now: datetime, online: bool) -> li
     with engine.connect() as conn:
         # Failed ones only while a retry can still help; uncertain ones until someone settles them.
         waiting = conn.execute(
-            select(TABLE).where(
+            select(TABLE)
+            .where(
                 (COLUMNS.status == "uncertain")
-                | ((COLUMNS.status == "failed") & (COLUMNS.deadline > now))
+                | (COLUMNS.status.in_(("failed", "retrying")) & (COLUMNS.deadline > now))
             )
+            .order_by(COLUMNS.id)
         ).all()
     for raw in waiting:
         row = row_to_ledger(raw)
+        if row.status == "retrying":  # seen before its deadline, not only once it is missed
+            next_at = (
+                f", next at {row.next_attempt_at:%Y-%m-%dT%H:%MZ}" if row.next_attempt_at else ""
+            )
+            problems.append(
+                f"{_describe(row)}: retrying ({row.reason}); attempt {row.attempts}{next_at}, "
+                f"deadline {row.deadline:%Y-%m-%dT%H:%MZ}"
+            )
+            continue
         action = "resolve or retry" if row.status == "uncertain" else "retry"
         problems.append(
             f"{_describe(row)}: {row.status} ({row.reason}); `bot deliveries {action} {row.id}`"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+_NUMERIC = re.compile(r"^[+-][0-9]{2}(?::?[0-9]{2})?$")  # tzdata's "-03", "+0545"
 # English names, independent of the process locale (strftime's %A/%B follow setlocale).
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = (
@@ -30,7 +32,7 @@ class ZoneTime:
     """One instant as seen in one display zone, with ready-made strings."""
 
     zone: str  # IANA name, e.g. "America/New_York"
-    abbr: str  # valid on that date: "EST"/"EDT", "CET"/"CEST", or a numeric "+03"
+    abbr: str  # valid on that date: "EST"/"EDT", "CET"/"CEST"; a numeric one as "UTC+3"
     local: datetime  # aware, in `zone`
     weekday: str  # "Monday"
     date: str  # "Monday, December 14, 2026"
@@ -58,13 +60,32 @@ def _clock(local: datetime, *, short: bool) -> str:
     return f"{hour}:{local.minute:02d} {half}"
 
 
+def utc_offset_label(offset: timedelta) -> str:
+    """ "UTC−3", "UTC+5:45", "UTC" for no offset (the minus sign is U+2212)."""
+    minutes = round(offset.total_seconds() / 60)
+    if minutes == 0:
+        return "UTC"
+    sign = "+" if minutes > 0 else "\u2212"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")
+
+
+def _abbreviation(local: datetime) -> str:
+    """The zone's abbreviation on that date ("EST", "CEST"); a numeric one ("-03") as UTC−3."""
+    name = local.tzname() or ""
+    if name and not _NUMERIC.match(name):
+        return name
+    offset = local.utcoffset()
+    return utc_offset_label(offset if offset is not None else timedelta(0))
+
+
 def zone_time(instant: datetime, zone: str) -> ZoneTime:
     """The display values of an aware instant in one IANA zone."""
     local = _require_aware(instant).astimezone(ZoneInfo(zone))
     weekday = _WEEKDAYS[local.weekday()]
     month = _MONTHS[local.month - 1]
     short_time = _clock(local, short=True)
-    abbr = local.tzname() or local.strftime("%z")
+    abbr = _abbreviation(local)
     return ZoneTime(
         zone=zone,
         abbr=abbr,

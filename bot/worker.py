@@ -75,15 +75,19 @@ class Worker:
     # -------------------------------------------------------------- lifecycle
 
     def run(self) -> int:
-        """Run until SIGTERM, SIGINT or SIGHUP: 0 on a clean stop; 2 when templates do not
-        compile or the SQLite file was deleted or replaced."""
-        from bot.operator import template_problems
+        """Run until SIGTERM, SIGINT or SIGHUP: 0 on a clean stop; 2 when a template does not
+        compile or the SQLite file was deleted or replaced. Upcoming messages that do not render
+        or fit are logged at ERROR and fail at their due time."""
+        from bot.operator import message_problems, syntax_problems
 
-        problems = template_problems(self.engine, self.settings, self.clock())
+        problems = syntax_problems(self.settings)
         if problems:
             for line in problems:
                 log.error("cannot start: %s", line, extra={"event": "worker_refused"})
             return EXIT_BAD_CONFIG
+        # A message that does not render or fit fails at its own due time; the rest goes out.
+        for line in message_problems(self.engine, self.settings, self.clock()):
+            log.error("%s (it will fail when due)", line, extra={"event": "message_problem"})
         # The file the database is in now; a pass refuses to run once it was deleted or replaced.
         self.dispatcher.guard = file_guard(self.settings.database_url)
         self._scheduler = self.make_scheduler()

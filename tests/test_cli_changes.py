@@ -369,6 +369,23 @@ def test_check_reports_deliveries_waiting_for_an_operator(
     assert uncertain.endswith(f"`bot deliveries resolve or retry {ids['x']}`")
 
 
+def test_check_lists_a_delivery_that_is_still_retrying(group: Group, x_server: XStandIn) -> None:
+    group.import_(a_session("slow", on_the_minute(real_now() + 5 * D)))
+    x_server.set_fault("status_503")  # X keeps answering 503: not taken, retried with backoff
+    t = soon()
+    records = group.send(t, "--channel", "x")
+    assert [(r["status"], r["reason"]) for r in records] == [
+        ("retrying", "X answered 503 Service Unavailable: Service Unavailable")
+    ]
+    [row] = [r for r in group.deliveries() if r["channel"] == "x"]
+    lines = group.check("--now", iso(t + 10 * M), code=1)
+    assert lines == [
+        f"delivery {row['id']} (slow announce x): retrying (X answered 503 Service Unavailable: "
+        f"Service Unavailable); attempt 1, next at {iso(t + M)[:16]}Z, "
+        f"deadline {row['occurrence'][:16]}Z"
+    ]
+
+
 # ---------------------------------------------------------------- sessions set
 
 

@@ -501,6 +501,39 @@ def test_preview_and_the_console_channel(tmp_path: Path, sqlite_url: str, start:
     assert TITLE in err
 
 
+def test_preview_says_when_nothing_is_left_to_send(
+    tmp_path: Path, sqlite_url: str, start: datetime
+) -> None:
+    bot = BotCli(
+        tmp_path / "cwd", {"DATABASE_URL": sqlite_url, "CHANNELS": "console", "REMINDERS": "a=7d"}
+    )
+    (tmp_path / "s.yaml").write_text(session_yaml([a_session("talk", start)]), encoding="utf-8")
+    assert bot("sessions", "import", str(tmp_path / "s.yaml"))[0] == 0
+    after = iso(start + timedelta(days=1))
+    code, out, err = bot("preview", "talk", "--now", after)
+    assert (code, err) == (0, "")
+    assert out == (
+        f"preview: nothing left to send for talk at {after}; "
+        f"to see its messages, try --now {iso(start - timedelta(days=7))}\n"
+    )
+    assert bot("send", "--now", iso(start - timedelta(days=7)))[0] == 0
+    code, out, _ = bot("preview", "talk", "--now", iso(start - timedelta(days=6)))
+    assert out.endswith("; `bot deliveries --session talk` shows what went out\n")
+
+
+def test_preview_shows_a_change_notice_that_is_due(
+    tmp_path: Path, sqlite_url: str, start: datetime
+) -> None:
+    bot = BotCli(tmp_path / "cwd", {"DATABASE_URL": sqlite_url, "CHANNELS": "console"})
+    (tmp_path / "s.yaml").write_text(session_yaml([a_session("talk", start)]), encoding="utf-8")
+    assert bot("sessions", "import", str(tmp_path / "s.yaml"))[0] == 0
+    assert bot("send", "--now", iso(start - timedelta(days=7)))[0] == 0
+    assert bot("sessions", "cancel", "talk")[0] == 0
+    code, out, err = bot("preview", "talk", "--notice", "cancelled")
+    assert code == 0, err
+    assert "=== cancelled · console (first=False) ===" in out and "will not take place" in out
+
+
 def test_export_round_trips(bot: BotCli, tmp_path: Path, start: datetime) -> None:
     sessions = [
         a_session("utc-instant", start),

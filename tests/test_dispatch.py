@@ -75,6 +75,8 @@ def test_transient_failures_back_off_1_2_4_minutes_then_send(engine: Engine) -> 
     x.fail_with = None
     assert [o.status for o in dispatcher.run_pass(channels=["x"]).outcomes] == ["sent"]
     assert len(x.sent) == 1 and len(x.attempts) == 4
+    (row,) = deliveries(engine)
+    assert (row.status, row.reason, row.attempts) == ("sent", None, 4)  # no earlier error kept
 
 
 def test_backoff_is_capped_at_thirty_minutes() -> None:

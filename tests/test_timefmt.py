@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import random
+import shutil
+import subprocess
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.timefmt import humanize_until, parse_instant, summary, when_line, zone_time, zone_times
+from bot.timefmt import (
+    humanize_until,
+    parse_instant,
+    summary,
+    utc_offset_label,
+    when_line,
+    zone_time,
+    zone_times,
+)
 
 NY = ZoneInfo("America/New_York")
 ZONES = ("America/New_York", "Europe/Paris")
@@ -108,9 +120,9 @@ def test_reference_zone_ahead_names_the_earlier_date_of_the_others() -> None:
     assert line == "Tue Dec 15 · 12:30 AM JST / Mon Dec 14, 7:30 AM PST"
 
 
-def test_zone_without_letters_keeps_its_numeric_abbreviation() -> None:
-    assert zone_time(ny(2026, 12, 14), "Asia/Dubai").label == "7 PM +04"
-    assert zone_time(ny(2026, 12, 14), "America/Sao_Paulo").label == "12 PM -03"
+def test_zone_without_letters_is_shown_as_a_utc_offset() -> None:
+    assert zone_time(ny(2026, 12, 14), "Asia/Dubai").label == "7 PM UTC+4"
+    assert zone_time(ny(2026, 12, 14), "America/Sao_Paulo").label == "12 PM UTC−3"
 
 
 def test_half_hour_zone_shows_minutes() -> None:
@@ -178,3 +190,60 @@ def test_parse_instant_refuses_anything_without_an_offset(text: str) -> None:
 )
 def test_humanize_until_rounds_to_what_a_reader_expects(delta: timedelta, phrase: str) -> None:
     assert humanize_until(delta) == phrase
+
+
+NUMERIC_ZONES = ("America/Sao_Paulo", "Asia/Kathmandu", "Asia/Tehran", "Atlantic/Azores")
+
+
+def test_numeric_abbreviations_are_shown_as_utc_offsets() -> None:
+    moment = datetime(2026, 1, 15, 15, 0, tzinfo=UTC)
+    labels = [zone_time(moment, zone).label for zone in NUMERIC_ZONES]
+    assert labels == ["12 PM UTC−3", "8:45 PM UTC+5:45", "6:30 PM UTC+3:30", "2 PM UTC−1"]
+    summer = zone_time(moment.replace(month=7), "Atlantic/Azores")
+    assert summer.label == "3 PM UTC"  # +00 in summer
+    assert "−" in labels[0] and "-" not in labels[0]  # U+2212, as SPEC §8 writes it
+
+
+ORACLE_ZONES = (
+    "America/New_York",
+    "Europe/Paris",
+    "America/Los_Angeles",
+    "Europe/London",
+    "Asia/Tokyo",
+    "Asia/Shanghai",
+    "Asia/Kolkata",
+    "Australia/Sydney",
+    "Pacific/Auckland",
+    "America/St_Johns",
+    *NUMERIC_ZONES,
+)
+
+
+@pytest.mark.skipif(shutil.which("date") is None, reason="GNU date is not installed")
+def test_local_times_and_abbreviations_agree_with_gnu_date() -> None:
+    """602 random instants in 14 zones, each checked against GNU `date` (an independent reader
+    of the zone database)."""
+    rng = random.Random(20261201)
+    first, last = datetime(2025, 1, 1, tzinfo=UTC), datetime(2029, 12, 31, tzinfo=UTC)
+    span = int((last - first).total_seconds())
+    for zone in ORACLE_ZONES:
+        instants = [first + timedelta(seconds=rng.randrange(span)) for _ in range(43)]
+        out = subprocess.run(
+            ["date", "-f", "-", "+%Y-%m-%d %H:%M %a %Z %z"],
+            input="".join(f"@{int(t.timestamp())}\n" for t in instants),
+            env={"TZ": zone, "LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin")},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+        for instant, line in zip(instants, out, strict=True):
+            day, clock, weekday, abbr, offset = line.split()
+            shown = zone_time(instant, zone)
+            assert shown.local.strftime("%Y-%m-%d %H:%M") == f"{day} {clock}", (zone, instant)
+            assert shown.weekday.startswith(weekday), (zone, instant)
+            if abbr[0] in "+-":  # numeric: ours says UTC±H[:MM] for the same offset
+                sign, hours, minutes = offset[0], int(offset[1:3]), int(offset[3:5])
+                value = (hours * 60 + minutes) * (-1 if sign == "-" else 1)
+                assert shown.abbr == utc_offset_label(timedelta(minutes=value)), (zone, line)
+            else:
+                assert shown.abbr == abbr, (zone, instant, line)

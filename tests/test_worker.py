@@ -207,3 +207,44 @@ def test_a_second_signal_exits_at_once_while_a_send_hangs(tmp_path: Path, x_serv
     assert proc.returncode == 130
     assert any("second signal" in line for line in lines)
     assert [d.status for d in deliveries(engine)] == ["sending"]  # the sweep will settle it
+
+
+def test_run_starts_despite_an_over_long_message_and_fails_only_that_one(
+    tmp_path: Path, x_server
+) -> None:  # type: ignore[no-untyped-def]
+    engine = make_engine(f"sqlite:///{tmp_path}/bot.db")
+    ensure_schema(engine)
+    due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    add_session(engine, "fits", due + 7 * D, since=due - H)
+    add_session(engine, "long", due + 7 * D, since=due - H, title="Masked diffusion " * 30)
+    env = _env(
+        tmp_path,
+        CHANNELS="x",
+        X_API_KEY="k",
+        X_API_KEY_SECRET="ks",
+        X_ACCESS_TOKEN="t",
+        X_ACCESS_TOKEN_SECRET="ts",
+        X_API_BASE_URL=x_server.base_url,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        settled = lambda: {d.status for d in deliveries(engine)} == {"sent", "failed"}  # noqa: E731
+        assert _wait_for(settled, 20)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=25)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "session long: announce on x: message is" in err  # reported at start, at ERROR
+    by_session = {d.session_id: (d.status, d.reason or "") for d in deliveries(engine)}
+    assert by_session["fits"] == ("sent", "")
+    assert by_session["long"][0] == "failed" and "over the x limit of 280" in by_session["long"][1]
+    assert len(x_server.posts) == 1
