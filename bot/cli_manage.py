@@ -160,7 +160,7 @@ def register(cli: click.Group) -> None:
         now = datetime.now(UTC)
         sessions, _ = load_window(app.engine(read_only=True), now - ICS_HISTORY, None)
         name = app.settings.group_name or "Reading group"
-        data = calendar_feed(sessions, now=now, name=name)
+        data = calendar_feed(sessions, now=now, name=name, domain=app.settings.uid_domain)
         if output is None:
             click.echo(data.decode("utf-8"), nl=False)
             return

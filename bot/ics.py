@@ -10,12 +10,13 @@ from icalendar import Calendar, Event
 from bot.domain import SessionData
 
 PRODID = "-//reading-group-bot//reading-group-bot//EN"
-UID_DOMAIN = "reading-group-bot"
+UID_DOMAIN = "reading-group-bot"  # when nothing names the group (Settings.uid_domain)
 
 
-def session_uid(session_id: str) -> str:
-    """The calendar UID of a session: the same for every version of it."""
-    return f"{session_id}@{UID_DOMAIN}"
+def session_uid(session_id: str, domain: str = UID_DOMAIN) -> str:
+    """The calendar UID of a session: the same for every version of it, and `domain` (the
+    group's site, or its sender's domain) keeps two groups' `week-1` apart in one calendar."""
+    return f"{session_id}@{domain}"
 
 
 def _utc(value: datetime) -> datetime:
@@ -43,9 +44,9 @@ def _description(session: SessionData) -> str:
     return "\n\n".join(blocks)
 
 
-def _event(session: SessionData, now: datetime) -> Event:
+def _event(session: SessionData, now: datetime, domain: str) -> Event:
     event = Event()
-    event.add("uid", session_uid(session.id))
+    event.add("uid", session_uid(session.id, domain))
     event.add("sequence", session.sequence)
     event.add("dtstamp", _utc(now))
     event.add("dtstart", _utc(session.starts_at))
@@ -70,18 +71,22 @@ def _calendar(method: str) -> Calendar:
     return calendar
 
 
-def session_ics(session: SessionData, *, now: datetime, method: str = "PUBLISH") -> bytes:
+def session_ics(
+    session: SessionData, *, now: datetime, method: str = "PUBLISH", domain: str = UID_DOMAIN
+) -> bytes:
     """A VCALENDAR holding the one event of `session` (for an email attachment)."""
     calendar = _calendar(method)
-    calendar.add_component(_event(session, now))
+    calendar.add_component(_event(session, now, domain))
     return bytes(calendar.to_ical())
 
 
-def calendar_feed(sessions: Sequence[SessionData], *, now: datetime, name: str) -> bytes:
+def calendar_feed(
+    sessions: Sequence[SessionData], *, now: datetime, name: str, domain: str = UID_DOMAIN
+) -> bytes:
     """A VCALENDAR feed with one event per session, named `name` for calendar apps."""
     calendar = _calendar("PUBLISH")
     if name:
         calendar.add("x-wr-calname", name)
     for session in sessions:
-        calendar.add_component(_event(session, now))
+        calendar.add_component(_event(session, now, domain))
     return bytes(calendar.to_ical())

@@ -22,7 +22,8 @@ from bot.timefmt import ZoneTime, humanize_until, when_line, zone_time, zone_tim
 
 # bot/_templates links to the top-level templates/ in a checkout and holds copies in a wheel.
 BUILTIN_TEMPLATES = Path(bot.__file__).resolve().parent / "_templates"
-ICS_CONTENT_TYPE = "text/calendar; method=PUBLISH"
+# The charset is said: a client that follows the MIME default (US-ASCII) would garble a title.
+ICS_CONTENT_TYPE = "text/calendar; charset=utf-8; method=PUBLISH"
 # CHANNEL/NOTICE.PART.j2; folders starting with "_" hold shared macros, not messages.
 _TEMPLATE_NAME = re.compile(r"^(?!_)[^/]+/[^/]+\.(?:subject|txt|html)\.j2$")
 _BLANK_RUN = re.compile(r"\n{3,}")
@@ -282,7 +283,7 @@ class Renderer:
         html = rendered.get("html")
         attachments: tuple[Attachment, ...] = ()
         if key.channel == "email":
-            ics = session_ics(session, now=now, method="PUBLISH")
+            ics = session_ics(session, now=now, method="PUBLISH", domain=self.settings.uid_domain)
             attachments = (Attachment("session.ics", ICS_CONTENT_TYPE, ics),)
         return Message(
             key=key,

@@ -11,7 +11,12 @@ from sqlalchemy import Engine, create_engine, text
 
 from bot.db import ensure_schema, make_engine, upgrade
 
-pytest_plugins = ["tests.support.smtp", "tests.support.xapi", "tests.support.cligroup"]
+pytest_plugins = [
+    "tests.support.smtp",
+    "tests.support.xapi",
+    "tests.support.cligroup",
+    "tests.support.browser",
+]
 
 PG_ADMIN_URL = os.environ.get(
     "BOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from bot.errors import ConfigError, MaybeSentError, PermanentError, TransientErr
 from bot.notifiers import registry
 from bot.notifiers.base import Attachment, DeliveryKey, Message
 from bot.notifiers.email import EmailConfig, EmailNotifier
-from tests.support.smtp import Security, SmtpStandIn, openssl_available
+from tests.support.smtp import Security, SmtpStandIn, make_tls_files, openssl_available
 from tests.support.smtp import smtp_server as _smtp_server  # noqa: F401 - the fixture
 from tests.support.smtp import smtp_tls_server as _smtp_tls_server  # noqa: F401 - the fixture
 
@@ -151,12 +152,56 @@ def test_starttls_with_trusted_certificate_delivers(smtp_tls_server: SmtpStandIn
 
 
 @needs_openssl
-def test_starttls_with_untrusted_certificate_is_transient(nothing_trusted: None) -> None:
-    with SmtpStandIn(security="starttls") as server:
-        with pytest.raises(TransientError, match="TLS handshake") as caught:
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_a_certificate_that_does_not_verify_is_refused_for_good(
+    security: Security, nothing_trusted: None
+) -> None:
+    with SmtpStandIn(security=security) as server:
+        with pytest.raises(PermanentError) as caught:
             notifier(server.env()).send(make_message(), NOW)
-        assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
+        reason = str(caught.value)
+        assert reason.startswith(f"the TLS certificate of 127.0.0.1:{server.port} does not verify")
+        assert "unable to get local issuer certificate" in reason
+        assert reason.endswith("; trust its CA with SMTP_CA_FILE")
         assert server.messages == []
+        with pytest.raises(PermanentError, match="certificate"):
+            notifier(server.env()).check_online()
+
+
+@needs_openssl
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_smtp_ca_file_trusts_a_private_ca(security: Security, nothing_trusted: None) -> None:
+    with SmtpStandIn(security=security, username="bot", password=PASSWORD) as server:
+        env = {k: v for k, v in server.env().items() if k != "SSL_CERT_FILE"}
+        send(env | {"SMTP_CA_FILE": str(server.ca_file)})
+        assert [m.login for m in server.messages] == ["bot"]
+
+
+@needs_openssl
+def test_a_wrong_ca_is_refused_for_good_naming_the_certificate(
+    nothing_trusted: None, tmp_path: Path
+) -> None:
+    other = make_tls_files(tmp_path / "other-ca")  # a CA that did not sign the server's certificate
+    with SmtpStandIn(security="starttls") as server:
+        env = {k: v for k, v in server.env().items() if k != "SSL_CERT_FILE"}
+        with pytest.raises(PermanentError, match="certificate of 127.0.0.1.* does not verify"):
+            send(env | {"SMTP_CA_FILE": str(other.ca_file)})
+        assert server.messages == []
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [(None, "no such file"), (b"not a certificate\n", "not a readable PEM file of certificates")],
+)
+def test_a_bad_smtp_ca_file_is_a_configuration_error(
+    smtp_server: SmtpStandIn, tmp_path: Path, content: bytes | None, says: str
+) -> None:
+    path = tmp_path / "ca.pem"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        EmailNotifier.parse_config(smtp_server.env(SMTP_CA_FILE=str(path)))
+    assert caught.value.problems == [f"SMTP_CA_FILE: {says} ({path})"]
 
 
 def test_starttls_not_offered_never_falls_back_to_plain(smtp_server: SmtpStandIn) -> None:
@@ -171,12 +216,6 @@ def test_ssl_mode_delivers_over_implicit_tls(monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))
         send(server.env())
         assert server.accepted == 1
-
-
-@needs_openssl
-def test_ssl_mode_with_untrusted_certificate_is_transient(nothing_trusted: None) -> None:
-    with SmtpStandIn(security="ssl") as server, pytest.raises(TransientError, match="TLS"):
-        send(server.env())
 
 
 @needs_openssl
@@ -356,3 +395,17 @@ def test_username_and_password_come_together_and_the_password_is_never_shown() -
     assert len(everything_wrong.value.problems) == 5
     for caught in (only_password, only_username, everything_wrong):
         assert PASSWORD not in str(caught.value)
+
+
+def test_the_calendar_attachment_declares_utf8_so_a_non_ascii_title_survives(
+    smtp_server: SmtpStandIn,
+) -> None:
+    from bot.render import ICS_CONTENT_TYPE
+
+    title = "Diffusion für Code — 拡散モデル (Ünïcode)"
+    ics = ICS.replace(b"SUMMARY:DiffuCoder", f"SUMMARY:{title}".encode())
+    send(smtp_server.env(), attachments=(Attachment("session.ics", ICS_CONTENT_TYPE, ics),))
+    calendar = parts(smtp_server.messages[0].message)["text/calendar"]
+    assert calendar.get_content_charset() == "utf-8"
+    assert calendar.get_param("method") == "PUBLISH"
+    assert f"SUMMARY:{title}" in content(calendar)  # decoded as UTF-8, not as US-ASCII

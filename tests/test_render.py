@@ -383,9 +383,9 @@ def test_email_carries_a_parsable_calendar_with_uid_and_sequence(renderer: Rende
     assert message.subject and message.text and message.html
     (attachment,) = message.attachments
     assert attachment.filename == "session.ics"
-    assert attachment.content_type == "text/calendar; method=PUBLISH"
+    assert attachment.content_type == "text/calendar; charset=utf-8; method=PUBLISH"
     (event,) = Calendar.from_ical(attachment.data).walk("VEVENT")
-    assert str(event["UID"]) == session_uid("diffucoder")
+    assert str(event["UID"]) == session_uid("diffucoder", "example.org")  # GROUP_URL's host
     assert int(str(event["SEQUENCE"])) == 3
     assert event.decoded("DTSTART") == _session().starts_at
 
@@ -477,3 +477,33 @@ def test_handles_normalise_x_names_and_urls() -> None:
 def test_naive_now_is_refused(renderer: Renderer) -> None:
     with pytest.raises(ValueError, match="aware"):
         _render(renderer, _session(), now=datetime(2025, 12, 8, 15, 0))
+
+
+@pytest.mark.parametrize(
+    ("env", "domain"),
+    [
+        (
+            {"SITE_URL": "https://dllm.example.net/rg", "GROUP_URL": "https://example.org"},
+            "dllm.example.net",
+        ),
+        ({"GROUP_URL": "https://Example.ORG/dllm"}, "example.org"),
+        (
+            {
+                "CHANNELS": "email",
+                "SMTP_HOST": "127.0.0.1",
+                "EMAIL_FROM": "Reading Group <bot@lists.cs.example.edu>",
+                "EMAIL_TO": "list@example.edu",
+            },
+            "lists.cs.example.edu",
+        ),
+        ({}, "reading-group-bot"),
+    ],
+)
+def test_calendar_uids_name_the_group(env: dict[str, str], domain: str) -> None:
+    from bot.config import load_settings
+
+    settings = load_settings(env)
+    assert settings.uid_domain == domain
+    message = _render(Renderer(settings), _session())
+    (event,) = Calendar.from_ical(message.attachments[0].data).walk("VEVENT")
+    assert str(event["UID"]) == f"diffucoder@{domain}"

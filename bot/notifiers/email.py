@@ -19,10 +19,17 @@ from email.utils import format_datetime, getaddresses
 from bot.config import Secret, parse_duration
 from bot.errors import ConfigError, MaybeSentError, NotifierError, PermanentError, TransientError
 from bot.notifiers.base import Message, Notifier, Receipt
+from bot.tls import (
+    ca_file_problem,
+    certificate_failure,
+    client_context,
+    describe_certificate_failure,
+)
 
 log = logging.getLogger(__name__)
 
 SECURITY_MODES = ("starttls", "ssl", "none")
+MAX_TIMEOUT = 600.0  # seconds: a longer wait is a mistake (and would overflow the socket's)
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ADDR_SPEC = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+{_LABEL}$")
@@ -49,6 +56,7 @@ class EmailConfig:
     password: Secret | None = None
     timeout: float = 30.0  # seconds, for every socket operation
     email_reply_to: tuple[str, ...] = ()
+    ca_file: str | None = None  # SMTP_CA_FILE: a private CA trusted besides the system's
 
     @property
     def sender(self) -> str:
@@ -130,6 +138,9 @@ def parse_email_config(env: Mapping[str, str]) -> EmailConfig:
             timeout = _seconds(raw)
         except ValueError:
             problems.append(f"SMTP_TIMEOUT: must be a positive number of seconds ({raw})")
+        else:
+            if timeout > MAX_TIMEOUT:
+                problems.append(f"SMTP_TIMEOUT: must be at most {MAX_TIMEOUT:g} seconds ({raw})")
     email_from = get("EMAIL_FROM")
     if not email_from:
         problems.append("EMAIL_FROM: required by the email channel")
@@ -139,10 +150,13 @@ def parse_email_config(env: Mapping[str, str]) -> EmailConfig:
     if not email_to:
         problems.append("EMAIL_TO: required by the email channel")
     reply_to = _address_list("EMAIL_REPLY_TO", get("EMAIL_REPLY_TO"), problems)
+    ca_file = get("SMTP_CA_FILE") or None
+    if ca_file is not None and (problem := ca_file_problem(ca_file)) is not None:
+        problems.append(f"SMTP_CA_FILE: {problem}")
     if problems:
         raise ConfigError(problems)
     return EmailConfig(
-        host, email_from, email_to, port, security, username, password, timeout, reply_to
+        host, email_from, email_to, port, security, username, password, timeout, reply_to, ca_file
     )
 
 
@@ -261,16 +275,19 @@ class EmailNotifier(Notifier):
         smtp: smtplib.SMTP
         # local_hostname avoids socket.getfqdn(), a DNS lookup with no timeout.
         if cfg.security == "ssl":
-            context = ssl.create_default_context()
             smtp = smtplib.SMTP_SSL(
-                cfg.host, cfg.port, local_hostname=cfg.domain, timeout=cfg.timeout, context=context
+                cfg.host,
+                cfg.port,
+                local_hostname=cfg.domain,
+                timeout=cfg.timeout,
+                context=client_context(cfg.ca_file),
             )
         else:
             smtp = smtplib.SMTP(cfg.host, cfg.port, local_hostname=cfg.domain, timeout=cfg.timeout)
         try:
             smtp.ehlo_or_helo_if_needed()
             if cfg.security == "starttls":  # raises when not offered: never falls back to plain
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=client_context(cfg.ca_file))
                 smtp.ehlo_or_helo_if_needed()
             if cfg.username and cfg.password is not None:
                 smtp.login(cfg.username, cfg.password.get())
@@ -339,6 +356,9 @@ class EmailNotifier(Notifier):
             return TransientError(f"connection to {where} lost before the message was sent ({exc})")
         if isinstance(exc, smtplib.SMTPException):  # e.g. no AUTH offered, no usable mechanism
             return PermanentError(f"{where}: {self._text(str(exc))}")
+        if (bad := certificate_failure(exc)) is not None:  # retrying will not make it verify
+            hint = "; trust its CA with SMTP_CA_FILE" if self.config.ca_file is None else ""
+            return PermanentError(describe_certificate_failure(bad, where) + hint)
         if isinstance(exc, ssl.SSLError):
             return TransientError(f"TLS handshake with {where} failed ({exc})")
         if isinstance(exc, socket.gaierror):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import ssl
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -23,12 +23,19 @@ from bot.errors import (
 )
 from bot.logs import Redactor
 from bot.notifiers.base import Message, Notifier, Receipt
+from bot.tls import (
+    certificate_failure,
+    describe_certificate_failure,
+    exception_chain,
+    http_verify,
+)
 
 if TYPE_CHECKING:
     import requests
 
 TWITTER_API = "https://api.twitter.com"  # what tweepy hard-codes
 DEFAULT_TIMEOUT = 30.0
+MAX_TIMEOUT = 600.0
 _CREDENTIALS = ("X_API_KEY", "X_API_KEY_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
 _DUPLICATE_MARKERS = ("duplicate content", "status is a duplicate")
 # These log the consumer key, the access token and the Authorization header at DEBUG; the
@@ -94,27 +101,14 @@ def _make_session(base_url: str, timeout: float) -> requests.Session:
             kwargs["headers"] = {**(kwargs.get("headers") or {}), "Connection": "close"}
             return super().request(method, target, *args, **kwargs)
 
-    return _XSession()
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """The exception and everything requests/urllib3 wrapped inside it."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        current = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        inner = [*current.args, getattr(current, "reason", None), current.__cause__]
-        inner.append(getattr(current, "original_error", None))
-        todo.extend(e for e in inner if isinstance(e, BaseException))
+    session = _XSession()
+    session.verify = http_verify()
+    return session
 
 
 def _in_handshake(exc: BaseException) -> bool:
     """True when an ssl error in the chain was raised by the TLS handshake itself."""
-    for err in _chain(exc):
+    for err in exception_chain(exc):
         tb = err.__traceback__ if isinstance(err, ssl.SSLError) else None
         while tb is not None:
             if tb.tb_frame.f_code.co_name == "do_handshake":
@@ -134,11 +128,15 @@ def _network_error(exc: Exception, timeout: float) -> NotifierError:
     if isinstance(exc, requests.Timeout):
         return MaybeSentError(f"X did not answer within {timeout:g}s after the request was sent")
     if isinstance(exc, requests.exceptions.SSLError):
+        if (bad := certificate_failure(exc)) is not None:  # retrying will not make it verify
+            return PermanentError(describe_certificate_failure(bad, "X_API_BASE_URL"))
         if _in_handshake(exc):
             return TransientError(f"TLS handshake with X failed ({name})")
         return MaybeSentError(f"the TLS connection to X failed after the request was sent ({name})")
     if isinstance(exc, requests.ConnectionError):
-        if any(isinstance(e, ConnectTimeoutError | NewConnectionError) for e in _chain(exc)):
+        if any(
+            isinstance(e, ConnectTimeoutError | NewConnectionError) for e in exception_chain(exc)
+        ):
             return TransientError(f"could not connect to X ({name})")
         return MaybeSentError("the connection to X was lost after the request was sent")
     unreadable = requests.exceptions.ContentDecodingError | requests.exceptions.ChunkedEncodingError
@@ -213,8 +211,11 @@ class XNotifier(Notifier):
             problems.append(f"X_API_BASE_URL: {url_problem}")
         raw_timeout = (env.get("X_TIMEOUT") or "").strip()
         timeout = _seconds(raw_timeout) if raw_timeout else DEFAULT_TIMEOUT
-        if timeout is None:
-            problems.append(f"X_TIMEOUT: must be a positive number of seconds ({raw_timeout})")
+        if timeout is None or timeout > MAX_TIMEOUT:
+            problems.append(
+                f"X_TIMEOUT: must be a number of seconds above 0, at most {MAX_TIMEOUT:g} "
+                f"({raw_timeout})"
+            )
         if problems:
             raise ConfigError(problems)
         return XConfig(

@@ -4,7 +4,7 @@ It answers `POST /2/tweets` and `GET /2/users/me` the way X does, refuses reques
 OAuth 1.0a `Authorization` header (401), and rejects a post whose text is already published
 (403, X's duplicate-content answer) unless built with `reject_duplicates=False`.
 
-    with XStandIn() as x:                     # or the `x_server` fixture
+    with XStandIn() as x:                     # or the `x_server` fixture (tls=CONTEXT: HTTPS)
         env = {"X_API_BASE_URL": x.base_url, ...}   # any process can use the URL
         x.set_fault("status_503", times=1)    # the next request only
         ...
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -95,8 +96,11 @@ class _State:
 class XStandIn:
     """The loopback X API server; start() it, point X_API_BASE_URL at `base_url`, stop() it."""
 
-    def __init__(self, *, reject_duplicates: bool = True) -> None:
+    def __init__(
+        self, *, reject_duplicates: bool = True, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.reject_duplicates = reject_duplicates
+        self.tls = tls  # a server context: answer over HTTPS with its certificate
         self._state = _State()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -107,12 +111,14 @@ class XStandIn:
         if self._server is None:
             raise RuntimeError("the X stand-in is not started")
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
 
     def start(self) -> XStandIn:
         """Listen on a free port in a background thread."""
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
