@@ -1,7 +1,8 @@
-"""Table tests for bot.textlimits, modelled on twitter-text's conformance/validate.yml.
+"""Table tests for bot.textlimits: worked examples of the rules, beside twitter-text's own
+conformance suite (tests/test_twitter_conformance.py), which decides what X's rules are.
 
-Every expected number is worked out by hand from the rules in bot/textlimits.py; cases marked
-"(validate.yml)" are twitter-text's own WeightedTweetsWithDiscountedEmojiCounterTest numbers.
+Cases marked "(validate.yml)" are twitter-text's own WeightedTweetsWithDiscountedEmojiCounterTest
+numbers.
 """
 
 from __future__ import annotations
@@ -79,7 +80,11 @@ URLS = [
     p("t.co", 23, "bare-special-cctld"),
     p("foo.co.jp", 23, "bare-three-labels"),
     p("foo.jp/bar", 23, "bare-cctld-with-path"),
-    p("foo.jp", 6, "bare-two-label-cctld-is-text"),
+    # extract.yml "Extract short URLs without protocol on ccTLD domains without path": X counts
+    # a bare two-label ccTLD domain as a URL too, even when it is a file name.
+    p("foo.jp", 23, "bare-two-label-cctld"),
+    p("setup.py", 23, "two-label-cctld-filename"),
+    p("bit.ly", 23, "bare-short-link-host"),
     p("example.com?q=1", 27, "bare-no-path-ends-at-domain"),  # 23 + "?q=1"
     p("book.mobi", 23, "file-like-gtld"),  # mobi is a gTLD in X's list
     p("(http://example.com/foo)", 25, "in-parentheses"),
@@ -97,7 +102,6 @@ NOT_URLS = [
     p("3.14", 4, "decimal"),
     p("e.g.", 4, "abbreviation"),
     p("file.txt", 8, "filename"),
-    p("setup.py", 8, "two-label-cctld-filename"),  # py is Paraguay, but short domains need a path
     p("example.comx", 12, "tld-runs-on"),
     p("user@example.com", 16, "email"),
     p("ftp://example.com", 17, "ftp"),  # bare domain after "/" is not a URL

@@ -24,6 +24,7 @@ from bot.notifiers.x import XConfig, XNotifier
 from tests.support import xapi
 from tests.support.xapi import XStandIn
 
+TIMEOUT_RULE = "must be a number of seconds above 0, at most 600"
 NOW = datetime(2025, 12, 8, 15, 0, tzinfo=UTC)
 x_server = xapi.x_server  # the fixture, shared with other test modules
 CREDENTIALS = {
@@ -311,8 +312,9 @@ def test_config_names_every_missing_variable() -> None:
         ("X_API_BASE_URL", "https://", "X_API_BASE_URL: must be an http:// or https://"),
         ("X_API_BASE_URL", "https://e.com/?a=1", "X_API_BASE_URL: must not have a query"),
         ("X_API_BASE_URL", "http://e.com:99999", "X_API_BASE_URL: not a valid URL"),
-        ("X_TIMEOUT", "soon", "X_TIMEOUT: must be a positive number of seconds (soon)"),
-        ("X_TIMEOUT", "0", "X_TIMEOUT: must be a positive number of seconds (0)"),
+        ("X_TIMEOUT", "soon", f"X_TIMEOUT: {TIMEOUT_RULE} (soon)"),
+        ("X_TIMEOUT", "0", f"X_TIMEOUT: {TIMEOUT_RULE} (0)"),
+        ("X_TIMEOUT", "1e308", f"X_TIMEOUT: {TIMEOUT_RULE} (1e308)"),
     ],
 )
 def test_config_rejects_malformed_values(variable: str, value: str, problem: str) -> None:
@@ -349,3 +351,10 @@ def test_importing_the_channel_does_not_import_tweepy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_a_post_holding_a_character_x_refuses_is_over_the_limit() -> None:
+    assert XNotifier.over_limit("Masked diffusion \ufeffnow") == (
+        "message holds U+FEFF, a character X refuses in a post"
+    )
+    assert XNotifier.over_limit("Masked diffusion, now") is None

@@ -234,6 +234,16 @@ class XNotifier(Notifier):
 
         return x_weighted_length(text)
 
+    @classmethod
+    def over_limit(cls, text: str) -> str | None:
+        """Too long, or holding a character X refuses in any post (U+FFFE, U+FEFF, U+FFFF)."""
+        from bot.textlimits import x_invalid_character
+
+        bad = x_invalid_character(text)
+        if bad is not None:
+            return f"message holds {bad}, a character X refuses in a post"
+        return super().over_limit(text)
+
     def send(self, message: Message, now: datetime) -> Receipt:
         """Post `message.text`; the receipt carries the new post's id."""
         too_long = self.over_limit(message.text)
