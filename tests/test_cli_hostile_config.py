@@ -181,3 +181,26 @@ def test_a_misconfigured_channel_does_not_block_managing_data(bot: BotCli, tmp_p
             "X_ACCESS_TOKEN_SECRET: required by the x channel (missing)",
         ]
         assert "key-only" not in out + err
+
+
+@pytest.mark.parametrize("how", ["import", "set"])
+def test_control_characters_never_reach_a_database(tmp_path: Path, db_url: str, how: str) -> None:
+    bot = BotCli(tmp_path / "cwd", {"DATABASE_URL": db_url})
+    if not db_url.startswith("sqlite"):
+        assert bot("db", "upgrade")[0] == 0
+    (tmp_path / "s.yaml").write_text(session_yaml([SESSION]), encoding="utf-8")
+    assert bot("sessions", "import", str(tmp_path / "s.yaml"))[0] == 0
+    before = bot("sessions", "export")[1]
+    if how == "import":  # a NUL cannot travel in a command's arguments, but can in a file
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(session_yaml([SESSION | {"title": "DiffuCoder\x00"}]), encoding="utf-8")
+        code, out, err = bot("sessions", "import", str(bad))
+        field, found = f"{bad}: sessions[0].title", "U+0000"
+    else:
+        code, out, err = bot("sessions", "set", "s1", "title=\x1b[31mDiffuCoder")
+        field, found = "title", "U+001B"
+    assert code == 2, out + err
+    line = one_line(err)
+    assert line.startswith(f"{field}: must not hold control characters ({found} found)"), line
+    assert "DATABASE_URL" not in line and "\x00" not in line and "\x1b" not in line
+    assert bot("sessions", "export")[1] == before  # nothing written
