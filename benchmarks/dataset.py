@@ -1,4 +1,4 @@
-"""Realistic data, built fast: Core bulk inserts into bot.tables, and a generated session file."""
+"""Realistic data, built fast: Core bulk inserts into bot.store.tables, and a generated session file."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, insert, text
 
-from bot.db import ensure_schema, is_sqlite, upgrade
-from bot.tables import deliveries, papers, sessions, speakers
+from bot.store.db import ensure_schema, is_sqlite, upgrade
+from bot.store.tables import deliveries, papers, sessions, speakers
 
 # A Monday morning. With the default REMINDERS (7d, 1d, 1h) nothing is due at this moment in the
 # databases built here: every past reminder has a final ledger row, every future one waits.

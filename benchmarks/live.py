@@ -33,8 +33,8 @@ from sqlalchemy import Engine, func, select
 from benchmarks import dataset
 from benchmarks.harness import Case, Figure, Skipped
 from benchmarks.targets import SEND_NOW, Options, _backends, _database
-from bot.db import make_engine
-from bot.tables import deliveries
+from bot.store.db import make_engine
+from bot.store.tables import deliveries
 
 if TYPE_CHECKING:
     from tests.support.xapi import XStandIn

@@ -54,7 +54,7 @@ def _facts(pg_problem: str | None) -> list[str]:
     import sqlalchemy
     import yaml
 
-    from bot.db import SCHEMA_HEAD
+    from bot.store.db import SCHEMA_HEAD
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     lines = [

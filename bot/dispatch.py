@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from bot import failpoints, ledger
+from bot import failpoints
 from bot.config import Settings
 from bot.domain import DeliveryKey, Notice, SessionData
 from bot.errors import (
@@ -24,11 +24,12 @@ from bot.errors import (
 )
 from bot.notifiers import registry
 from bot.notifiers.base import Message, Notifier
-from bot.planner import plan, recordings_since, session_window, wake_times
-from bot.store import load_window
+from bot.rules.planner import plan, recordings_since, session_window, wake_times
+from bot.store import ledger
+from bot.store.reads import load_window
 
 if TYPE_CHECKING:
-    from bot.render import Renderer
+    from bot.render.renderer import Renderer
 
 log = logging.getLogger("bot.dispatch")
 Clock = Callable[[], datetime]
@@ -123,7 +124,7 @@ class Dispatcher:
     def renderer(self) -> Renderer:
         """The Jinja2 renderer, built on first use (cron passes with nothing due never pay)."""
         if self._renderer is None:
-            from bot.render import Renderer
+            from bot.render.renderer import Renderer
 
             self._renderer = Renderer(self.settings)
         return self._renderer

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, select, update
 
 from bot.config import Settings
-from bot.db import write_transaction
 from bot.domain import LedgerRow
 from bot.errors import NotifierError, PermanentError, TemplateProblem, UsageError
-from bot.ledger import COLUMNS, TABLE, row_to_ledger
+from bot.store.db import write_transaction
+from bot.store.ledger import COLUMNS, TABLE, row_to_ledger
 
 CHECK_HORIZON = timedelta(days=30)
 
@@ -74,7 +74,7 @@ def resolve(engine: Engine, delivery_id: int, outcome: str, now: datetime) -> st
 
 def syntax_problems(settings: Settings) -> list[str]:
     """Templates that do not compile: the worker refuses to start on them."""
-    from bot.render import Renderer
+    from bot.render.renderer import Renderer
 
     return [f"templates: {p}" for p in Renderer(settings).check_syntax()]
 
@@ -93,8 +93,8 @@ def _plan_problems(
     syntax: bool = True,
 ) -> list[str]:
     from bot.dispatch import Dispatcher
-    from bot.planner import plan, recordings_since
-    from bot.store import load_window
+    from bot.rules.planner import plan, recordings_since
+    from bot.store.reads import load_window
 
     dispatcher = Dispatcher(engine, settings, lambda: now)
     problems = [f"templates: {p}" for p in dispatcher.renderer.check_syntax()] if syntax else []

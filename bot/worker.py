@@ -17,10 +17,10 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import Settings, format_duration
-from bot.db import file_guard, is_sqlite, write_transaction
 from bot.dispatch import Dispatcher, PassResult
 from bot.errors import DatabaseGoneError
-from bot.tables import heartbeats as Heartbeat
+from bot.store.db import file_guard, is_sqlite, write_transaction
+from bot.store.tables import heartbeats as Heartbeat
 
 log = logging.getLogger("bot.worker")
 # SPEC §7: after SIGTERM, SIGINT or SIGHUP the worker exits within 20 s whatever a channel does.
@@ -226,8 +226,8 @@ class Worker:
 
     def _announce(self) -> None:
         """After the catch-up pass, say what the worker knows and what it will send next."""
-        from bot.planner import plan
-        from bot.store import load_window
+        from bot.rules.planner import plan
+        from bot.store.reads import load_window
 
         self._announced = True
         now = self.clock()

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from bot.db import ensure_schema, make_engine, upgrade
+from bot.store.db import ensure_schema, make_engine, upgrade
 
 pytest_plugins = [
     "tests.support.smtp",

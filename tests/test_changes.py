@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, select
 
-from bot import tables
+from bot.store import tables
 from bot.config import Reminder, Settings
 from bot.dispatch import Dispatcher
 from bot.domain import SessionData, Speaker
-from bot.sessions_import import import_sessions
+from bot.store.imports import import_sessions
 from bot.testing import FrozenClock, RecordingNotifier
 from tests.support.data import statuses
 

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from bot.db import make_engine, upgrade
-from bot.models import Delivery
+from bot.store.db import make_engine, upgrade
+from bot.store.models import Delivery
 from tests.support.data import add_sessions
 from tests.support.xapi import XStandIn
 

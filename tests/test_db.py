@@ -13,7 +13,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
-from bot.db import (
+from bot.store.db import (
     SCHEMA_HEAD,
     _alembic_config,
     current_revision,
@@ -23,7 +23,7 @@ from bot.db import (
     upgrade,
 )
 from bot.errors import ConfigError, SchemaError
-from bot.tables import metadata
+from bot.store.tables import metadata
 
 
 def test_schema_head_constant_is_alembics_head(tmp_path: Path) -> None:
@@ -142,7 +142,7 @@ def test_upgrading_a_0001_database_keeps_its_data(db_url: str) -> None:
     assert current_revision(engine) == "0001_initial"
     ensure_schema(engine, migrate=True)
     assert current_revision(engine) == SCHEMA_HEAD
-    from bot.store import get_session
+    from bot.store.reads import get_session
 
     session = get_session(engine, "old")
     assert session is not None
@@ -156,7 +156,7 @@ def test_upgrading_a_0002_ledger_numbers_what_each_channel_was_told(db_url: str)
     from alembic import command
     from sqlalchemy import select
 
-    from bot import tables
+    from bot.store import tables
 
     engine = make_engine(db_url)
     with engine.connect() as conn, conn.begin():

@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from bot.cli import cli
-from bot.db import ensure_schema, make_engine, sqlite_path
+from bot.store.db import ensure_schema, make_engine, sqlite_path
 from bot.worker import STOP_DEADLINE_SECONDS, latest_heartbeat
 from tests.support.data import add_session
 

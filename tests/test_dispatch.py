@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, update
 
-from bot import ledger, tables
+from bot.store import ledger, tables
 from bot.config import Reminder, Settings
-from bot.db import write_transaction
+from bot.store.db import write_transaction
 from bot.dispatch import Dispatcher, retry_delay
 from bot.errors import DuplicateContentError, MaybeSentError, PermanentError, TransientError
 from bot.operator import retry
@@ -239,8 +239,8 @@ def test_operator_cannot_retry_after_the_deadline(engine: Engine) -> None:
 
 
 def _due(dispatcher: Dispatcher) -> list:  # type: ignore[type-arg]
-    from bot.planner import plan, session_window
-    from bot.store import load_window
+    from bot.rules.planner import plan, session_window
+    from bot.store.reads import load_window
 
     now = dispatcher.clock()
     sessions, rows = load_window(dispatcher.engine, *session_window(SETTINGS, now))
@@ -248,6 +248,6 @@ def _due(dispatcher: Dispatcher) -> list:  # type: ignore[type-arg]
 
 
 def dispatcher_session(engine: Engine):  # type: ignore[no-untyped-def]
-    from bot.store import get_session
+    from bot.store.reads import get_session
 
     return get_session(engine, "s1")

@@ -401,7 +401,7 @@ def test_username_and_password_come_together_and_the_password_is_never_shown() -
 def test_the_calendar_attachment_declares_utf8_so_a_non_ascii_title_survives(
     smtp_server: SmtpStandIn,
 ) -> None:
-    from bot.render import ICS_CONTENT_TYPE
+    from bot.render.renderer import ICS_CONTENT_TYPE
 
     title = "Diffusion für Code — 拡散モデル (Ünïcode)"
     ics = ICS.replace(b"SUMMARY:DiffuCoder", f"SUMMARY:{title}".encode())

@@ -11,7 +11,7 @@ import pytest
 
 from bot.config import Settings
 from bot.domain import DeliveryKey, Paper, SessionData, Speaker
-from bot.render import Renderer
+from bot.render.renderer import Renderer
 from tests.support.browser import Browser
 
 START = datetime(2026, 12, 14, 15, 0, tzinfo=UTC)

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from bot.db import make_engine, upgrade
-from bot.models import Delivery
+from bot.store.db import make_engine, upgrade
+from bot.store.models import Delivery
 from tests.support.data import add_session, deliveries
 from tests.support.xapi import XStandIn
 

@@ -10,7 +10,7 @@ import pytest
 from icalendar import Calendar
 
 from bot.domain import Paper, SessionData, Speaker
-from bot.ics import calendar_feed, session_ics, session_uid
+from bot.render.ics import calendar_feed, session_ics, session_uid
 
 TITLE = "DiffuCoder: Understanding and Improving Masked Diffusion Models for Code Generation"
 

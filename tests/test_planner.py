@@ -9,7 +9,7 @@ import pytest
 from bot.config import Reminder, Settings
 from bot.domain import SessionData
 from bot.notifiers.base import DeliveryKey
-from bot.planner import LedgerRow, Notice, plan, wake_times
+from bot.rules.planner import LedgerRow, Notice, plan, wake_times
 
 D, H, M = timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)
 START = datetime(2026, 12, 14, 15, 0, tzinfo=UTC)  # 10:00 New York

@@ -18,9 +18,9 @@ from icalendar import Calendar
 from bot.config import Settings
 from bot.domain import Paper, SessionData, Speaker
 from bot.errors import TemplateProblem
-from bot.ics import session_uid
+from bot.render.ics import session_uid
 from bot.notifiers.base import DeliveryKey, Message
-from bot.render import BUILTIN_TEMPLATES, Renderer, handles, speaker_names, tidy_text
+from bot.render.renderer import BUILTIN_TEMPLATES, Renderer, handles, speaker_names, tidy_text
 
 DIFFUCODER = "DiffuCoder: Understanding and Improving Masked Diffusion Models for Code Generation"
 OFFSETS = {
@@ -95,9 +95,9 @@ def _override(tmp_path: Path, files: dict[str, str]) -> Renderer:
 
 
 def _x_length(text: str) -> int:
-    """X's weighted length: bot.textlimits when present, else the published rule."""
+    """X's weighted length: bot.render.textlimits when present, else the published rule."""
     try:
-        from bot.textlimits import x_weighted_length  # type: ignore[import-not-found,unused-ignore]
+        from bot.render.textlimits import x_weighted_length  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         pass
     else:

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.timefmt import (
+from bot.render.timefmt import (
     humanize_until,
     parse_instant,
     summary,

@@ -14,17 +14,17 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, select
 
-from bot import tables
+from bot.store import tables
 from bot.config import Reminder, Settings
 from bot.dispatch import Dispatcher
 from bot.domain import Notice, SessionData, Speaker
 from bot.errors import MaybeSentError
 from bot.notifiers.base import Message
 from bot.operator import resolve
-from bot.planner import plan
-from bot.session_edit import edit_session
-from bot.sessions_import import import_sessions
-from bot.store import get_session, load_window
+from bot.rules.planner import plan
+from bot.store.edits import edit_session
+from bot.store.imports import import_sessions
+from bot.store.reads import get_session, load_window
 from bot.testing import FrozenClock, RecordingNotifier
 from tests.support.data import deliveries
 
@@ -414,7 +414,7 @@ def test_an_uncertain_message_counts_as_told_until_resolved(engine: Engine) -> N
 def test_a_change_notice_is_refused_once_its_channel_was_told_something_newer(
     engine: Engine,
 ) -> None:
-    from bot import ledger
+    from bot.store import ledger
 
     g = Group(engine, A - 10 * D)
     g.save()

@@ -34,16 +34,16 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import Engine, delete, select
 
-from bot import tables
+from bot.store import tables
 from bot.config import Reminder, Settings
 from bot.dispatch import Dispatcher
 from bot.domain import SessionData
 from bot.errors import MaybeSentError, PermanentError, TransientError
 from bot.notifiers.base import Message, Notifier, Receipt
 from bot.operator import resolve, retry
-from bot.session_edit import edit_session
-from bot.sessions_import import import_sessions
-from bot.store import get_session
+from bot.store.edits import edit_session
+from bot.store.imports import import_sessions
+from bot.store.reads import get_session
 from tests.support.data import deliveries
 
 EXAMPLES = int(os.environ.get("BOT_MODEL_EXAMPLES", "60"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot import x_tlds
+from bot.render import x_tlds
 from tests.conformance.twitter_text import HERE, Case, all_cases, check
 
 CASES = all_cases()

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, delete
 
-from bot import tables
+from bot.store import tables
 from bot.config import Reminder, Settings
-from bot.db import ensure_schema, make_engine, write_transaction
+from bot.store.db import ensure_schema, make_engine, write_transaction
 from bot.testing import FrozenClock, RecordingNotifier
 from bot.worker import Worker, latest_heartbeat
 from tests.support.data import add_session, deliveries

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from bot.db import ensure_schema, make_engine
-from bot.tables import heartbeats
+from bot.store.db import ensure_schema, make_engine
+from bot.store.tables import heartbeats
 from bot.worker import STOP_DEADLINE_SECONDS
 from tests.reliability.support import wait_for
 from tests.support.cli import base_env

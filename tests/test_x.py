@@ -276,7 +276,7 @@ def test_secrets_stay_out_of_debug_logs(
 
 
 def test_length_is_the_weighted_count() -> None:
-    pytest.importorskip("bot.textlimits")
+    pytest.importorskip("bot.render.textlimits")
     assert XNotifier.measure("see https://arxiv.org/abs/2506.20639 " + "a" * 100) == 4 + 23 + 101
     assert XNotifier.measure("拡散") == 4
     reason = XNotifier.over_limit("拡" * 141)
@@ -288,7 +288,7 @@ def test_over_length_post_is_refused_before_any_request(
     x: XNotifier,
     x_server: XStandIn,
 ) -> None:
-    pytest.importorskip("bot.textlimits")
+    pytest.importorskip("bot.render.textlimits")
     with pytest.raises(PermanentError, match="over the x limit"):
         x.send(message("拡" * 141), NOW)
     assert x_server.requests == []

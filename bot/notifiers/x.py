@@ -230,14 +230,14 @@ class XNotifier(Notifier):
     @classmethod
     def measure(cls, text: str) -> int:
         """X's weighted length: a URL counts 23, CJK and emoji count 2."""
-        from bot.textlimits import x_weighted_length
+        from bot.render.textlimits import x_weighted_length
 
         return x_weighted_length(text)
 
     @classmethod
     def over_limit(cls, text: str) -> str | None:
         """Too long, or holding a character X refuses in any post (U+FFFE, U+FEFF, U+FFFF)."""
-        from bot.textlimits import x_invalid_character
+        from bot.render.textlimits import x_invalid_character
 
         bad = x_invalid_character(text)
         if bad is not None:

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from bot.textlimits import MAX_X_WEIGHTED_LENGTH, x_invalid_character, x_weighted_length
-from bot.xurls import extract_urls
+from bot.render.textlimits import MAX_X_WEIGHTED_LENGTH, x_invalid_character, x_weighted_length
+from bot.render.xurls import extract_urls
 
 HERE = Path(__file__).resolve().parent / "twitter-text"
 WEIGHTED = ("WeightedTweetsWithDiscountedEmojiCounterTest", "UnicodeDirectionalMarkerCounterTest")

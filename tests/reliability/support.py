@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import Engine, Row, func, select
 
-from bot.db import make_engine, upgrade
-from bot.tables import deliveries, heartbeats
+from bot.store.db import make_engine, upgrade
+from bot.store.tables import deliveries, heartbeats
 from tests.support.cli import base_env
 from tests.support.data import add_sessions as insert_sessions
 from tests.support.xapi import XStandIn

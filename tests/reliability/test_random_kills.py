@@ -27,8 +27,8 @@ import pytest
 from sqlalchemy import Engine, select
 
 from bot.failpoints import POINTS
-from bot.ledger import LEASE_EXPIRED
-from bot.tables import heartbeats
+from bot.store.ledger import LEASE_EXPIRED
+from bot.store.tables import heartbeats
 from tests.reliability.support import (
     HOUR,
     Proc,

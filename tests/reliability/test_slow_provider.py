@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from bot.ledger import LEASE_EXPIRED
+from bot.store.ledger import LEASE_EXPIRED
 from tests.reliability.support import (
     MINUTE,
     bot_env,

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session as OrmSession
 
-from bot import tables
-from bot.models import Delivery, Paper, Session, Speaker
+from bot.store import tables
+from bot.store.models import Delivery, Paper, Session, Speaker
 
 
 def add_session(

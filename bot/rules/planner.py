@@ -6,7 +6,7 @@ channel, only the nearest (smallest offset) goes out and the others are skipped 
 reminder is also superseded once one with a smaller or equal offset for the same start was sent
 on that channel (nearest wins across history). Unsent past its deadline, a reminder is `missed` if
 the session (at this start time) was already in the database when it fell due; otherwise it is
-quiet history and never planned. Change and recording notices come from `bot.changes`.
+quiet history and never planned. Change and recording notices come from `bot.rules.changes`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from bot.changes import Cutoff, channel_change, recording_notice, told_history
 from bot.config import Settings
 from bot.domain import (
     CHANGE_KINDS,
@@ -25,6 +24,7 @@ from bot.domain import (
     Notice,
     SessionData,
 )
+from bot.rules.changes import Cutoff, channel_change, recording_notice, told_history
 
 __all__ = ["FINAL_STATES", "OPEN_STATES", "LedgerRow", "Notice", "plan", "wake_times"]
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Table, and_, bindparam, func, or_, select, update
 
-from bot.db import is_sqlite, write_transaction
 from bot.domain import CHANGE_KINDS, OPEN_STATES, TOLD_STATES, DeliveryKey, LedgerRow, Notice
-from bot.tables import deliveries, sessions
+from bot.store.db import is_sqlite, write_transaction
+from bot.store.tables import deliveries, sessions
 
 TABLE: Table = deliveries
 COLUMNS = TABLE.c

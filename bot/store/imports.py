@@ -10,10 +10,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, exists, insert, select, text, update
 
-from bot import tables
-from bot.db import is_sqlite, write_transaction
 from bot.domain import SessionData
-from bot.store import load_sessions
+from bot.store import tables
+from bot.store.db import is_sqlite, write_transaction
+from bot.store.reads import load_sessions
 
 # A delivery in one of these states may have reached people: its session is cancelled, not deleted.
 MAYBE_SENT = ("sent", "sending", "uncertain", "claimed")

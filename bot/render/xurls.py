@@ -2,7 +2,7 @@
 
 X counts every URL it finds as 23 characters, so the post length depends on finding exactly the
 URLs X finds: with a scheme (`https://…`) or bare (`bit.ly`, `zoom.us`, `setup.py`: the TLD
-decides, not what the author meant), on any of the TLDs of twitter-text's list (`bot/x_tlds.py`,
+decides, not what the author meant), on any of the TLDs of twitter-text's list (`bot/render/x_tlds.py`,
 internationalised ones included), with its rules for what may come before a URL, which
 characters a host (Latin-accented letters in bare ones), a path and a query may hold, where a
 path ends, t.co slugs (at most 40 characters, nothing after the slug but a query), punycode
@@ -18,7 +18,7 @@ from typing import Final
 
 import regex  # type: ignore[import-untyped, unused-ignore]
 
-from bot.x_tlds import COUNTRY, GENERIC
+from bot.render.x_tlds import COUNTRY, GENERIC
 
 __all__ = ["XUrl", "extract_urls", "has_invalid_characters"]
 

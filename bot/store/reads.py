@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select
 
 from bot.domain import FINAL_STATES, TOLD_STATES, LedgerRow, Paper, SessionData, Speaker
-from bot.ledger import load_rows
-from bot.tables import deliveries, papers, sessions, speakers
+from bot.store.ledger import load_rows
+from bot.store.tables import deliveries, papers, sessions, speakers
 
 
 def _children(conn: Connection, table: Any, ids: Sequence[str]) -> dict[str, list[Any]]:

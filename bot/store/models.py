@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 typed ORM models over the Core tables in bot.tables."""
+"""SQLAlchemy 2 typed ORM models over the Core tables in bot.store.tables."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import datetime
 
 from sqlalchemy.orm import DeclarativeBase, Mapped, relationship
 
-from bot import tables
-from bot.tables import UTCDateTime
+from bot.store import tables
+from bot.store.tables import UTCDateTime
 
 __all__ = [
     "Base",

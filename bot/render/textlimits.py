@@ -3,11 +3,12 @@
 X (``x_weighted_length``) follows twitter-text's ``parseTweet`` with config v3: the text is
 NFC-normalised; code points in U+0000-U+10FF, U+2000-U+200D, U+2010-U+201F and U+2032-U+2037
 weigh 1, every other code point (CJK, fullwidth, astral...) weighs 2; each whole emoji sequence
-(ZWJ sequence, skin tone, flag, tag flag, keycap, VS16 form) weighs 2; each URL weighs 23. URLs
-are the ones twitter-text's extractor finds (``bot.xurls``, with its full TLD list); a post that
-holds U+FFFE, U+FEFF or U+FFFF is refused whatever its length (``x_invalid_character``). The
-vendored conformance suite (tests/conformance/twitter-text) checks it case by case. Not
-implemented: twemoji's fixed list (any pictograph ZWJ chain counts 2 here).
+(ZWJ sequence, skin tone, flag, tag flag, keycap, VS16 form) weighs 2; each URL weighs 23.
+URLs are the ones twitter-text's extractor finds (``bot.render.xurls``, with its full TLD list);
+a post that holds U+FFFE, U+FEFF or U+FFFF is refused whatever its length
+(``x_invalid_character``). The vendored conformance suite (tests/conformance/twitter-text)
+checks it case by case. Not implemented: twemoji's fixed list (any pictograph ZWJ chain counts 2
+here).
 
 Bluesky (``graphemes``) counts extended grapheme clusters, as given, without normalising.
 
@@ -25,7 +26,7 @@ from typing import Final
 
 import regex  # type: ignore[import-untyped, unused-ignore]
 
-from bot.xurls import extract_urls, has_invalid_characters
+from bot.render.xurls import extract_urls, has_invalid_characters
 
 __all__ = [
     "MAX_X_WEIGHTED_LENGTH",

@@ -16,9 +16,9 @@ import bot
 from bot.config import Settings
 from bot.domain import SPECIAL_NOTICES, SessionData, Speaker
 from bot.errors import TemplateProblem
-from bot.ics import session_ics
 from bot.notifiers.base import Attachment, DeliveryKey, Message
-from bot.timefmt import ZoneTime, humanize_until, when_line, zone_time, zone_times
+from bot.render.ics import session_ics
+from bot.render.timefmt import ZoneTime, humanize_until, when_line, zone_time, zone_times
 
 # bot/_templates links to the top-level templates/ in a checkout and holds copies in a wheel.
 BUILTIN_TEMPLATES = Path(bot.__file__).resolve().parent / "_templates"

@@ -10,9 +10,9 @@ import yaml
 from sqlalchemy import Engine
 
 from bot.errors import DataError, UsageError
-from bot.sessions_file import export_sessions, parse_sessions
-from bot.sessions_import import ImportReport, edit_transaction, plan_import, write_import
-from bot.store import load_sessions
+from bot.sources.sessions_file import export_sessions, parse_sessions
+from bot.store.imports import ImportReport, edit_transaction, plan_import, write_import
+from bot.store.reads import load_sessions
 
 EDITABLE = (
     "title",

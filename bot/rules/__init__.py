@@ -1,0 +1,1 @@
+"""The rules of what goes out when: pure functions of sessions, ledger rows and `now`."""

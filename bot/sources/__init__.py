@@ -1,0 +1,1 @@
+"""Where sessions come from: session files (and, later, feeds)."""

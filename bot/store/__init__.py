@@ -1,0 +1,1 @@
+"""Storage: the schema, its migrations, and every SQL statement (reads, ledger, edits)."""
