@@ -1,4 +1,4 @@
-"""Realistic data, built fast: Core bulk inserts into bot.store.tables, and a generated session file."""
+"""Realistic data, built fast: Core bulk inserts into the tables, and a generated session file."""
 
 from __future__ import annotations
 

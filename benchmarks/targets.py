@@ -18,10 +18,10 @@ from sqlalchemy import Engine, text
 from benchmarks import dataset, profiling
 from benchmarks.harness import Result, Skipped, fresh_pg_database, interleaved, median, spread
 from bot.config import Settings, load_settings
-from bot.store.db import make_engine
 from bot.dispatch import Dispatcher
 from bot.rules.planner import session_window
 from bot.sources.sessions_file import parse_sessions
+from bot.store.db import make_engine
 from bot.store.imports import import_sessions
 from bot.store.reads import load_window
 from bot.testing import FrozenClock

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, select
 
-from bot.store import tables
 from bot.config import Reminder, Settings
 from bot.dispatch import Dispatcher
 from bot.domain import SessionData, Speaker
+from bot.store import tables
 from bot.store.imports import import_sessions
 from bot.testing import FrozenClock, RecordingNotifier
 from tests.support.data import statuses

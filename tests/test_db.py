@@ -13,6 +13,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
+from bot.errors import ConfigError, SchemaError
 from bot.store.db import (
     SCHEMA_HEAD,
     _alembic_config,
@@ -22,7 +23,6 @@ from bot.store.db import (
     sqlite_path,
     upgrade,
 )
-from bot.errors import ConfigError, SchemaError
 from bot.store.tables import metadata
 
 

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, update
 
-from bot.store import ledger, tables
 from bot.config import Reminder, Settings
-from bot.store.db import write_transaction
 from bot.dispatch import Dispatcher, retry_delay
 from bot.errors import DuplicateContentError, MaybeSentError, PermanentError, TransientError
 from bot.operator import retry
+from bot.store import ledger, tables
+from bot.store.db import write_transaction
 from bot.testing import FrozenClock, RecordingNotifier
 from tests.support.data import add_session, deliveries, statuses
 

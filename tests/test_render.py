@@ -18,8 +18,8 @@ from icalendar import Calendar
 from bot.config import Settings
 from bot.domain import Paper, SessionData, Speaker
 from bot.errors import TemplateProblem
-from bot.render.ics import session_uid
 from bot.notifiers.base import DeliveryKey, Message
+from bot.render.ics import session_uid
 from bot.render.renderer import BUILTIN_TEMPLATES, Renderer, handles, speaker_names, tidy_text
 
 DIFFUCODER = "DiffuCoder: Understanding and Improving Masked Diffusion Models for Code Generation"

@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session as OrmSession
 
 from bot.domain import Paper, SessionData, Speaker
 from bot.errors import DataError
-from bot.store.models import Delivery
-from bot.store.models import Session as SessionRow
 from bot.sources.sessions_file import export_sessions, parse_sessions
 from bot.store.imports import import_sessions, load_all_sessions
+from bot.store.models import Delivery
+from bot.store.models import Session as SessionRow
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sessions.yaml"

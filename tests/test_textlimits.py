@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from bot.render.textlimits import MAX_X_WEIGHTED_LENGTH, graphemes, mastodon_length, x_weighted_length
+from bot.render.textlimits import (
+    MAX_X_WEIGHTED_LENGTH,
+    graphemes,
+    mastodon_length,
+    x_weighted_length,
+)
 
 FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"  # 7 code points
 ENGLAND = "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"

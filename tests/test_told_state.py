@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, select
 
-from bot.store import tables
 from bot.config import Reminder, Settings
 from bot.dispatch import Dispatcher
 from bot.domain import Notice, SessionData, Speaker
@@ -22,6 +21,7 @@ from bot.errors import MaybeSentError
 from bot.notifiers.base import Message
 from bot.operator import resolve
 from bot.rules.planner import plan
+from bot.store import tables
 from bot.store.edits import edit_session
 from bot.store.imports import import_sessions
 from bot.store.reads import get_session, load_window

@@ -34,13 +34,13 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import Engine, delete, select
 
-from bot.store import tables
 from bot.config import Reminder, Settings
 from bot.dispatch import Dispatcher
 from bot.domain import SessionData
 from bot.errors import MaybeSentError, PermanentError, TransientError
 from bot.notifiers.base import Message, Notifier, Receipt
 from bot.operator import resolve, retry
+from bot.store import tables
 from bot.store.edits import edit_session
 from bot.store.imports import import_sessions
 from bot.store.reads import get_session

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, delete
 
-from bot.store import tables
 from bot.config import Reminder, Settings
+from bot.store import tables
 from bot.store.db import ensure_schema, make_engine, write_transaction
 from bot.testing import FrozenClock, RecordingNotifier
 from bot.worker import Worker, latest_heartbeat

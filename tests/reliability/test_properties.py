@@ -36,13 +36,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select, text
 
-from bot.store import tables
 from bot.config import Reminder, Settings
-from bot.store.db import ensure_schema, make_engine
 from bot.domain import SessionData
 from bot.errors import DataError
 from bot.rules.planner import ZERO_OFFSET_GRACE, plan
 from bot.sources.sessions_file import _NOT_ZONES, parse_sessions
+from bot.store import tables
+from bot.store.db import ensure_schema, make_engine
 from bot.store.imports import COMPARED, import_sessions, load_all_sessions
 from bot.store.reads import get_session
 from tests.support.cli import BotCli
