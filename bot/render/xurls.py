@@ -4,10 +4,10 @@ X counts every URL it finds as 23 characters, so the post length depends on find
 URLs X finds: with a scheme (`https://…`) or bare (`bit.ly`, `zoom.us`, `setup.py`: the TLD
 decides, not what the author meant), on any of the TLDs of twitter-text's list
 (`bot/render/x_tlds.py`, internationalised ones included), with its rules for what may come
-before a URL, which characters a host (Latin-accented letters in bare ones), a path and a query may hold, where a
-path ends, t.co slugs (at most 40 characters, nothing after the slug but a query), punycode
-labels (an `xn--` domain may hold no other non-ASCII letter; each label at most 63 characters
-once encoded), and a 4,096-character limit. The vendored conformance suite
+before a URL, which characters a host (Latin-accented letters in bare ones), a path and a query
+may hold, where a path ends, t.co slugs (at most 40 characters, nothing after the slug but a
+query), punycode labels (an `xn--` domain may hold no other non-ASCII letter; each label at most
+63 characters once encoded), and a 4,096-character limit. The vendored conformance suite
 (tests/conformance/twitter-text) checks every case of its URL sections.
 """
 
