@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import logging
-import math
-import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from datetime import datetime
+from typing import Any
 
 from bot.config import Secret
 from bot.errors import (
@@ -23,19 +19,17 @@ from bot.errors import (
 )
 from bot.logs import Redactor
 from bot.notifiers.base import Message, Notifier, Receipt
-from bot.tls import (
-    certificate_failure,
-    describe_certificate_failure,
-    exception_chain,
-    http_verify,
+from bot.notifiers.http import (
+    DEFAULT_TIMEOUT,
+    MAX_TIMEOUT,
+    make_session,
+    network_error,
+    positive_seconds,
+    retry_at,
+    url_problem,
 )
 
-if TYPE_CHECKING:
-    import requests
-
 TWITTER_API = "https://api.twitter.com"  # what tweepy hard-codes
-DEFAULT_TIMEOUT = 30.0
-MAX_TIMEOUT = 600.0
 _CREDENTIALS = ("X_API_KEY", "X_API_KEY_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
 _DUPLICATE_MARKERS = ("duplicate content", "status is a duplicate")
 # These log the consumer key, the access token and the Authorization header at DEBUG; the
@@ -59,104 +53,14 @@ class XConfig:
         return (self.api_key, self.api_key_secret, self.access_token, self.access_token_secret)
 
 
-def _url_problem(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        return f"not a valid URL ({url})"
-    if parts.username is not None or parts.password is not None:
-        return "must not contain a user name or password (value hidden)"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"must be an http:// or https:// URL with a host ({url})"
-    if parts.query or parts.fragment:
-        return f"must not have a query or fragment ({url})"
-    return None
+def _to_base(base_url: str) -> Callable[[str], str]:
+    """Send tweepy's requests to X_API_BASE_URL: rewritten before signing, so the OAuth
+    signature covers the URL actually requested."""
 
+    def rewrite(url: str) -> str:
+        return base_url + url[len(TWITTER_API) :] if url.startswith(TWITTER_API + "/") else url
 
-def _seconds(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) and value > 0 else None
-
-
-def _make_session(base_url: str, timeout: float) -> requests.Session:
-    import requests
-
-    class _XSession(requests.Session):
-        """Sends tweepy's requests to X_API_BASE_URL, each with a timeout and a fresh connection."""
-
-        def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
-            target = url.decode() if isinstance(url, bytes) else url
-            if target.startswith(TWITTER_API + "/"):
-                # Rewritten before signing: the OAuth signature covers the URL actually requested.
-                target = base_url + target[len(TWITTER_API) :]
-            kwargs.setdefault("timeout", timeout)  # tweepy sets none
-            # A redirected POST would turn into a GET; better a clear refusal.
-            kwargs.setdefault("allow_redirects", False)
-            # Posts are rare: a pooled connection would be stale, and a stale one that fails
-            # after the request was written would look like "maybe sent".
-            kwargs["headers"] = {**(kwargs.get("headers") or {}), "Connection": "close"}
-            return super().request(method, target, *args, **kwargs)
-
-    session = _XSession()
-    session.verify = http_verify()
-    return session
-
-
-def _in_handshake(exc: BaseException) -> bool:
-    """True when an ssl error in the chain was raised by the TLS handshake itself."""
-    for err in exception_chain(exc):
-        tb = err.__traceback__ if isinstance(err, ssl.SSLError) else None
-        while tb is not None:
-            if tb.tb_frame.f_code.co_name == "do_handshake":
-                return True
-            tb = tb.tb_next
-    return False
-
-
-def _network_error(exc: Exception, timeout: float) -> NotifierError:
-    """Map a requests exception: nothing sent → Transient; maybe handed over → MaybeSent."""
-    import requests
-    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError  # DNS: a subclass
-
-    name = type(exc).__name__
-    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.ProxyError):
-        return TransientError(f"could not reach X ({name})")
-    if isinstance(exc, requests.Timeout):
-        return MaybeSentError(f"X did not answer within {timeout:g}s after the request was sent")
-    if isinstance(exc, requests.exceptions.SSLError):
-        if (bad := certificate_failure(exc)) is not None:  # retrying will not make it verify
-            return PermanentError(describe_certificate_failure(bad, "X_API_BASE_URL"))
-        if _in_handshake(exc):
-            return TransientError(f"TLS handshake with X failed ({name})")
-        return MaybeSentError(f"the TLS connection to X failed after the request was sent ({name})")
-    if isinstance(exc, requests.ConnectionError):
-        if any(
-            isinstance(e, ConnectTimeoutError | NewConnectionError) for e in exception_chain(exc)
-        ):
-            return TransientError(f"could not connect to X ({name})")
-        return MaybeSentError("the connection to X was lost after the request was sent")
-    unreadable = requests.exceptions.ContentDecodingError | requests.exceptions.ChunkedEncodingError
-    if isinstance(exc, unreadable | requests.JSONDecodeError):
-        return MaybeSentError(f"X's answer could not be read ({name})")
-    return PermanentError(f"the request to X could not be made ({name})")
-
-
-def _retry_after(headers: Mapping[str, str], now: datetime | None) -> datetime | None:
-    reset = headers.get("x-rate-limit-reset", "").strip()
-    if reset.isdigit():
-        return datetime.fromtimestamp(int(reset), UTC)
-    value = headers.get("retry-after", "").strip()
-    if value.isdigit():
-        return now + timedelta(seconds=int(value)) if now is not None else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return when.astimezone(UTC) if when.tzinfo is not None else None
+    return rewrite
 
 
 def _http_error(exc: Any, now: datetime | None) -> NotifierError:
@@ -167,7 +71,7 @@ def _http_error(exc: Any, now: datetime | None) -> NotifierError:
     detail = "; ".join(messages)[:300]
     text = f"X answered {status} {response.reason}" + (f": {detail}" if detail else "")
     if status == 429 or status >= 500:
-        return TransientError(text, retry_at=_retry_after(response.headers, now))
+        return TransientError(text, retry_at=retry_at(response.headers, now))
     if status == 403 and any(m in detail.lower() for m in _DUPLICATE_MARKERS):
         return DuplicateContentError()
     return PermanentError(text)
@@ -206,11 +110,11 @@ class XNotifier(Notifier):
                 problems.append(f"{name}: must not contain spaces (value hidden)")
             secrets[name] = Secret(value)
         base_url = (env.get("X_API_BASE_URL") or "").strip() or TWITTER_API
-        url_problem = _url_problem(base_url)
-        if url_problem:
-            problems.append(f"X_API_BASE_URL: {url_problem}")
+        problem = url_problem(base_url)
+        if problem:
+            problems.append(f"X_API_BASE_URL: {problem}")
         raw_timeout = (env.get("X_TIMEOUT") or "").strip()
-        timeout = _seconds(raw_timeout) if raw_timeout else DEFAULT_TIMEOUT
+        timeout = positive_seconds(raw_timeout) if raw_timeout else DEFAULT_TIMEOUT
         if timeout is None or timeout > MAX_TIMEOUT:
             problems.append(
                 f"X_TIMEOUT: must be a number of seconds above 0, at most {MAX_TIMEOUT:g} "
@@ -285,7 +189,7 @@ class XNotifier(Notifier):
                 return_type=dict,
             )
             client.session.close()
-            client.session = _make_session(config.base_url, config.timeout)
+            client.session = make_session(config.timeout, rewrite=_to_base(config.base_url))
             self._client = client
         return self._client
 
@@ -299,6 +203,7 @@ class XNotifier(Notifier):
         except tweepy.errors.HTTPException as e:
             raise _scrubbed(_http_error(e, now), self._redactor) from e
         except requests.RequestException as e:
-            raise _scrubbed(_network_error(e, self.config.timeout), self._redactor) from e
+            error = network_error(e, "X", self.config.timeout, "X_API_BASE_URL")
+            raise _scrubbed(error, self._redactor) from e
         except tweepy.errors.TweepyException as e:
             raise PermanentError(f"tweepy refused the request ({type(e).__name__})") from e
