@@ -103,6 +103,11 @@ class Settings:
     log_format: str = "text"
     log_level: str = "INFO"
     site_url: str = ""
+    site_dir: Path | None = None
+    site_meeting_link: bool = False
+    # Channels whose messages carry the meeting link (None: every channel); the others say
+    # where to find it.
+    meeting_link_channels: tuple[str, ...] | None = None
     channel_configs: Mapping[str, Any] = field(default_factory=dict)
     # Problems of the channels' own variables: commands that send (and `check`) refuse to run
     # with them; commands that only read or manage data work, with a one-line warning.
@@ -129,6 +134,10 @@ class Settings:
     def reference_zone(self) -> ZoneInfo:
         """The first display zone: the one whose calendar dates are used."""
         return ZoneInfo(self.display_timezones[0])
+
+    def carries_meeting_link(self, channel: str) -> bool:
+        """True when `channel`'s messages may show the meeting link (MEETING_LINK_CHANNELS)."""
+        return self.meeting_link_channels is None or channel in self.meeting_link_channels
 
     def reminder(self, name: str) -> Reminder | None:
         """The reminder called `name`, if configured."""
@@ -327,6 +336,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     for name in recording:
         if name not in channels:
             reader.problem("RECORDING_CHANNELS", "channel not in CHANNELS", name)
+    meeting = reader.names("MEETING_LINK_CHANNELS", "") if "MEETING_LINK_CHANNELS" in env else None
+    for name in meeting or ():
+        if name not in channels:
+            reader.problem("MEETING_LINK_CHANNELS", "channel not in CHANNELS", name)
+    site_dir = reader.get("SITE_DIR")
     templates_dir = reader.get("TEMPLATES_DIR")
     if templates_dir and not Path(templates_dir).is_dir():
         reader.problem("TEMPLATES_DIR", "not a directory", templates_dir)
@@ -355,6 +369,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         log_format=reader.choice("LOG_FORMAT", "text", ("text", "json")),
         log_level=reader.choice("LOG_LEVEL", "INFO", ("debug", "info", "warning", "error")).upper(),
         site_url=_url(reader, "SITE_URL").rstrip("/"),
+        site_dir=Path(site_dir) if site_dir else None,
+        site_meeting_link=reader.choice(
+            "SITE_MEETING_LINK", "off", ("on", "off", "true", "false", "1", "0")
+        )
+        in ("on", "true", "1"),
+        meeting_link_channels=meeting,
         channel_configs=configs,
         channel_problems=tuple(channel_problems),
         secret_texts=tuple(secrets),

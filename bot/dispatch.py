@@ -18,12 +18,13 @@ from bot.domain import DeliveryKey, Notice, SessionData
 from bot.errors import (
     DuplicateContentError,
     MaybeSentError,
+    NotifierError,
     PermanentError,
     TemplateProblem,
     TransientError,
 )
 from bot.notifiers import registry
-from bot.notifiers.base import Message, Notifier
+from bot.notifiers.base import Message, Notifier, Settlement
 from bot.rules.planner import plan, recordings_since, session_window, wake_times
 from bot.store import ledger
 from bot.store.reads import load_window
@@ -38,6 +39,10 @@ FIRST_RETRY = timedelta(minutes=1)
 MAX_RETRY = timedelta(minutes=30)
 # A pass whose sessions changed under it (a `sending` mark refused) plans again, at most this often.
 MAX_ROUNDS = 3
+# Self-settling (rule 5a): an uncertain delivery the channel cannot answer for is asked again
+# after half its age (at least 1m, at most 30m), until a day after its deadline.
+SETTLE_HORIZON = timedelta(days=1)
+SETTLED = "settled by the channel"
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -88,8 +93,10 @@ class PassResult:
 
     @property
     def exit_code(self) -> int:
-        """1 when a delivery failed, went missed or uncertain in this pass; else 0."""
-        return 1 if any(o.status in PROBLEM_STATES for o in self.outcomes) else 0
+        """1 when a delivery ended this pass failed, missed or uncertain; else 0 (an uncertain
+        delivery the channel settled in the same pass counts by how it settled)."""
+        last = {o.key: o.status for o in self.outcomes}
+        return 1 if any(status in PROBLEM_STATES for status in last.values()) else 0
 
 
 def iso(value: datetime) -> str:
@@ -132,9 +139,24 @@ class Dispatcher:
     def notifier(self, channel: str) -> Notifier:
         """The notifier instance for `channel`, built once."""
         if channel not in self._notifiers:
+            from bot.store.channel_state import ChannelState
+
             cls = registry.get(channel)
-            self._notifiers[channel] = cls(self.settings.channel_configs.get(channel))
+            notifier = cls(self.settings.channel_configs.get(channel))
+            notifier.bind_state(ChannelState(self.engine, channel, self.clock))
+            self._notifiers[channel] = notifier
         return self._notifiers[channel]
+
+    def _settling_channels(self) -> list[str]:
+        """The configured channels that can settle an uncertain delivery themselves."""
+        found = []
+        for channel in self.settings.channels:
+            try:
+                if registry.get(channel).settles:
+                    found.append(channel)
+            except KeyError:
+                continue
+        return found
 
     def close(self) -> None:
         """Close every notifier's connections."""
@@ -168,11 +190,15 @@ class Dispatcher:
         self.guard()
         now = self.clock()
         result = PassResult()
+        settling = [] if dry_run else self._settling_channels()
         if not dry_run:
             for row in ledger.sweep(self.engine, now):
                 outcome = Outcome(row.key, row.due_at, "uncertain", row.reason, text=row.text)
                 self._log(outcome)
                 result.outcomes.append(outcome)
+            if settling:
+                result.outcomes.extend(self.settle_uncertain(settling, now))
+                now = self.clock()
         start_from, start_to = session_window(self.settings, now)
         sessions, rows = load_window(
             self.engine,
@@ -214,8 +240,73 @@ class Dispatcher:
                 break
             self.guard()
             result.outcomes.extend(self._send_batch(batch, by_id))
+        if any(o.status == "uncertain" and o.key.channel in settling for o in result.outcomes):
+            settled = self.settle_uncertain(settling, self.clock())
+            result.outcomes.extend(settled)
+            if any(o.status == "retrying" for o in settled):  # provably not posted: send again
+                self._changed = True
         result.replan, self._changed = self._changed, False
         return result
+
+    def settle_uncertain(self, channels: Sequence[str], now: datetime) -> list[Outcome]:
+        """Ask self-settling channels about their uncertain deliveries whose time has come
+        (rule 5a): posted → `sent`; provably not → back in line; no answer → asked later."""
+        outcomes: list[Outcome] = []
+        for held, row in ledger.take_unsettled(self.engine, channels, now, self.settings.lease):
+            if self.should_stop():
+                ledger.record(self.engine, held, "uncertain", now, settle_after=now)
+                continue
+            outcome = self._settle_one(held, row, now)
+            if outcome is not None:
+                outcomes.append(outcome)
+        return outcomes
+
+    def _settle_one(self, held: ledger.Claim, row: Any, now: datetime) -> Outcome | None:
+        key = held.key
+        notifier = self.notifier(key.channel)
+        referenced_at = row.referenced_at or row.due_at
+        try:
+            answer = notifier.settle(row.reference, row.text or "", referenced_at, now)
+        except NotifierError as exc:
+            answer = Settlement("unknown", reason=str(exc))
+        except Exception as exc:  # a bug in a plugin's settle(): keep it uncertain, say why
+            log.exception("settle crashed", extra=_extra(key, "settle_crashed"))
+            answer = Settlement("unknown", reason=f"settle error: {type(exc).__name__}")
+        now = self.clock()
+        if answer.status == "exists":
+            why = f"{SETTLED}: the post exists" + (f" ({answer.reason})" if answer.reason else "")
+            return self._finish(
+                held, "sent", now, external_id=answer.external_id, reason=why, text=row.text
+            )
+        if answer.status == "absent":
+            why = f"{SETTLED}: not posted" + (f" ({answer.reason})" if answer.reason else "")
+            if now >= held.notice.deadline:
+                return self._finish(held, "missed", now, reason=f"{why}; the deadline has passed")
+            return self._finish(
+                held,
+                "retrying",
+                now,
+                reason=f"{why}; sending again",
+                next_attempt_at=now,
+                settle_after=None,
+            )
+        detail = answer.reason or "no answer"
+        if answer.final or now >= held.notice.deadline + SETTLE_HORIZON:
+            reason = f"{row.reason}; cannot be settled by the channel ({detail})"
+            return self._finish(held, "uncertain", now, reason=reason, settle_after=None)
+        age = now - referenced_at
+        wait = min(max(age / 2, FIRST_RETRY), MAX_RETRY)
+        ledger.record(self.engine, held, "uncertain", now, settle_after=now + wait)
+        log.warning(
+            "uncertain %s/%s on %s not settled yet (%s); asking again in %ds",
+            key.session_id,
+            key.notice,
+            key.channel,
+            detail,
+            int(wait.total_seconds()),
+            extra=_extra(key, "settle_deferred"),
+        )
+        return None
 
     def render(self, notice: Notice, session: SessionData, now: datetime) -> Message:
         """Render one notice; raise TemplateProblem, or PermanentError when over the limit."""
@@ -293,6 +384,10 @@ class Dispatcher:
             message = self.render(notice, session, now)
         except (TemplateProblem, PermanentError) as exc:
             return self._finish(held, "failed", now, reason=str(exc))
+        reference = held.reference
+        notifier = self.notifier(notice.key.channel)
+        if reference is None and notifier.settles:
+            reference = notifier.new_reference(notice.key, now)
         with self._state_lock:
             mark = ledger.mark_sending(
                 self.engine,
@@ -301,8 +396,14 @@ class Dispatcher:
                 self.settings.lease,
                 message.summary,
                 version=session.sequence,
+                reference=reference,
             )
             if mark == "sending":
+                if reference is not None:
+                    held = replace(
+                        held, reference=reference, referenced_at=held.referenced_at or now
+                    )
+                    message = replace(message, reference=reference)
                 self._in_flight = held
         if mark == "changed":  # the session (or what the channel was told) changed meanwhile
             ledger.release(self.engine, [held], self.clock())
@@ -378,6 +479,11 @@ class Dispatcher:
 
     def _finish(self, held: ledger.Claim, status: str, now: datetime, **values: Any) -> Outcome:
         notice = held.notice
+        if status == "uncertain" and held.reference is not None and "settle_after" not in values:
+            notifier = self.notifier(notice.key.channel)
+            if notifier.settles:  # ask the channel, once an "absent" answer can be trusted
+                since = held.referenced_at or now
+                values["settle_after"] = max(now, since + notifier.settle_delay)
         if not ledger.record(self.engine, held, status, now, **values):
             log.warning(
                 "outcome not recorded: the claim was settled elsewhere",

@@ -116,6 +116,9 @@ class LedgerRow:
     was_uncertain: bool = False
     sent_at: datetime | None = None
     mark: int | None = None  # the database's order of `sending` marks within the session
+    reference: str | None = None  # what the channel can find the post by (rule 5a)
+    referenced_at: datetime | None = None
+    settle_after: datetime | None = None
 
     @property
     def told(self) -> bool:

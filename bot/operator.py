@@ -43,6 +43,7 @@ def retry(engine: Engine, delivery_id: int, now: datetime) -> str:
                 token=None,
                 next_attempt_at=None,
                 lease_expires_at=None,
+                settle_after=None,  # the reference stays: a re-send reuses it (rule 5a)
                 reason=f"retry requested by an operator (was {row.status})",
                 updated_at=now,
             )
@@ -64,6 +65,7 @@ def resolve(engine: Engine, delivery_id: int, outcome: str, now: datetime) -> st
             .values(
                 status=outcome,
                 token=None,
+                settle_after=None,
                 reason=f"resolved as {outcome} by an operator",
                 sent_at=now if outcome == "sent" else None,
                 updated_at=now,

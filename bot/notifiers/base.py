@@ -5,12 +5,41 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, ClassVar
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Literal, Protocol
 
 from bot.domain import DeliveryKey
 
-__all__ = ["Attachment", "DeliveryKey", "Message", "Notifier", "Receipt"]
+__all__ = [
+    "Attachment",
+    "Card",
+    "DeliveryKey",
+    "Message",
+    "Notifier",
+    "Receipt",
+    "Settlement",
+    "State",
+]
+
+
+class State(Protocol):
+    """Where a channel keeps values between processes (bot.store.channel_state)."""
+
+    def get(self, name: str) -> str | None: ...
+
+    def put(self, name: str, value: str) -> None: ...
+
+    def drop(self, name: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Card:
+    """The session as a link card or embed (Bluesky's external embed, Discord's embed)."""
+
+    url: str  # the session's page when SITE_URL is set, else the group's site
+    title: str
+    description: str = ""
+    starts_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -33,6 +62,10 @@ class Message:
     attachments: tuple[Attachment, ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)  # extra headers (email only)
     replies_to: tuple[str, ...] = ()  # ids of earlier messages this one follows up, oldest first
+    card: Card | None = None  # the session as a link card, for channels that show one
+    # What the channel can find this post by (rule 5a), the same on every attempt; set by the
+    # dispatcher from Notifier.new_reference() before the `sending` mark.
+    reference: str | None = None
 
     @property
     def summary(self) -> str:
@@ -47,6 +80,20 @@ class Receipt:
     external_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """A channel's answer about an uncertain post (SPEC §6 rule 5a).
+
+    `exists`: it was posted (external_id is its id); `absent`: it provably was not, so sending
+    it again is safe; `unknown`: no answer now (`final`: and never, so an operator decides).
+    """
+
+    status: Literal["exists", "absent", "unknown"]
+    external_id: str | None = None
+    reason: str = ""
+    final: bool = False
+
+
 class Notifier(ABC):
     """A channel. Subclasses declare their name, parts and limit, and implement send()."""
 
@@ -56,9 +103,21 @@ class Notifier(ABC):
     length_unit: ClassVar[str] = "characters"
     # Variables holding passwords, tokens, keys or secret URLs: never shown, redacted from logs.
     secret_variables: ClassVar[tuple[str, ...]] = ()
+    # Self-settling (rule 5a): a channel that can prove whether a post exists sets `settles`,
+    # mints references and answers settle(); `settle_delay` is how long after an attempt an
+    # "absent" answer can be trusted (a message still being written may not show yet).
+    settles: ClassVar[bool] = False
+    settle_delay: ClassVar[timedelta] = timedelta(0)
 
     def __init__(self, config: Any) -> None:
+        from bot.store.channel_state import MemoryState
+
         self.config = config
+        self.state: State = MemoryState()  # the dispatcher binds the database's
+
+    def bind_state(self, state: State) -> None:
+        """Keep values (sessions, resolved ids) in `state` from now on."""
+        self.state = state
 
     @classmethod
     def parse_config(cls, env: Mapping[str, str]) -> Any:
@@ -85,6 +144,18 @@ class Notifier(ABC):
     @abstractmethod
     def send(self, message: Message, now: datetime) -> Receipt:
         """Send one message; raise TransientError, PermanentError or MaybeSentError on failure."""
+
+    def new_reference(self, key: DeliveryKey, now: datetime) -> str | None:
+        """A fresh reference for `key`'s first attempt (stored with the `sending` mark and
+        reused on every later attempt); None for channels that do not settle."""
+        return None
+
+    def settle(
+        self, reference: str, text: str, referenced_at: datetime, now: datetime
+    ) -> Settlement:
+        """Whether the post made under `reference` exists (`text`: what was sent, for a channel
+        whose proof is a safe re-send). Only called when `settles` is True."""
+        return Settlement("unknown", reason=f"the {self.name} channel cannot settle", final=True)
 
     def check_online(self) -> None:
         """Log in without posting; raise a NotifierError when that fails."""

@@ -16,7 +16,7 @@ import bot
 from bot.config import Settings
 from bot.domain import SPECIAL_NOTICES, SessionData, Speaker
 from bot.errors import TemplateProblem
-from bot.notifiers.base import Attachment, DeliveryKey, Message
+from bot.notifiers.base import Attachment, Card, DeliveryKey, Message
 from bot.render.ics import session_ics
 from bot.render.timefmt import ZoneTime, humanize_until, when_line, zone_time, zone_times
 
@@ -98,6 +98,25 @@ def _session_context(session: SessionData) -> dict[str, Any]:
     return values
 
 
+CARD_DESCRIPTION = 300  # characters of a link card's description (Bluesky shows about two lines)
+
+
+def _card(session: SessionData, page_url: str | None, group_url: str) -> Card | None:
+    """The session as a link card: its page (or the group's site), title and a short summary."""
+    url = page_url or group_url
+    if not url:
+        return None
+    parts = []
+    if session.speakers:
+        parts.append(f"{speaker_names(session.speakers)}.")
+    if session.abstract.strip():
+        parts.append(" ".join(session.abstract.split()))
+    description = " ".join(parts)
+    if len(description) > CARD_DESCRIPTION:  # a card's summary, marked as cut; never the post
+        description = description[: CARD_DESCRIPTION - 1].rstrip() + "…"
+    return Card(url=url, title=session.title, description=description, starts_at=session.starts_at)
+
+
 def _where(exc: BaseException, roots: Sequence[Path]) -> str:
     """ "name, line N" of the innermost template frame in the traceback, if any."""
     if isinstance(exc, jinja2.TemplateSyntaxError) and exc.lineno:
@@ -157,6 +176,22 @@ class Renderer:
         """ "Monday, December 14, 2026" (or "Mon Dec 14" with short=True) in `zone`."""
         item = self.in_zone(value, zone)
         return item.short_date if short else item.date
+
+    def page_url(self, session: SessionData) -> str | None:
+        """The session's page on the group's website (SITE_URL), or None."""
+        site = self.settings.site_url
+        return f"{site}/sessions/{session.id}/" if site else None
+
+    def meeting_note(self, session: SessionData) -> str:
+        """Where the meeting link is, for a channel that does not carry it."""
+        page = self.page_url(session)
+        if "email" in self.settings.channels and self.settings.carries_meeting_link("email"):
+            return "The meeting link is in the email to the list."
+        if page and self.settings.site_meeting_link:
+            return f"Meeting link: on {page}"
+        if self.settings.group_url:
+            return f"Ask the organisers for the meeting link ({self.settings.group_url})."
+        return "Ask the organisers for the meeting link."
 
     # Templates --------------------------------------------------------------------------------
 
@@ -222,8 +257,15 @@ class Renderer:
         times = zone_times(session.starts_at, self.zones)
         previous_times = zone_times(previous.starts_at, self.zones) if previous else None
         kind = notice if notice in SPECIAL_NOTICES else "reminder"
+        shown = _session_context(session)
+        meeting_note = None
+        if session.meeting_url and not self.settings.carries_meeting_link(key.channel):
+            shown["meeting_url"] = None  # a public post would invite intruders
+            meeting_note = self.meeting_note(session)
         return {
-            "session": _session_context(session),
+            "session": shown,
+            "page_url": self.page_url(session),
+            "meeting_note": meeting_note,
             "notice": {
                 "name": notice,
                 "offset": offset,
@@ -287,6 +329,7 @@ class Renderer:
             attachments = (Attachment("session.ics", ICS_CONTENT_TYPE, ics),)
         return Message(
             key=key,
+            card=_card(session, context["page_url"], self.settings.group_url),
             text=tidy_text(rendered.get("txt", "")),
             subject=" ".join(subject.split()) if subject is not None else None,
             html=html.strip() + "\n" if html is not None else None,

@@ -13,7 +13,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from bot.domain import CHANGE_KINDS, OPEN_STATES, TOLD_STATES, DeliveryKey, LedgerRow, Notice
 from bot.store.db import is_sqlite, write_transaction
@@ -35,6 +47,8 @@ class Claim:
     notice: Notice
     attempts: int
     was_uncertain: bool
+    reference: str | None = None  # minted with the first `sending` mark, reused after
+    referenced_at: datetime | None = None
 
     @property
     def key(self) -> DeliveryKey:
@@ -59,6 +73,9 @@ def row_to_ledger(row: Row[Any]) -> LedgerRow:
         was_uncertain=m["was_uncertain"],
         sent_at=m["sent_at"],
         mark=m["mark"],
+        reference=m["reference"],
+        referenced_at=m["referenced_at"],
+        settle_after=m["settle_after"],
     )
 
 
@@ -117,7 +134,14 @@ def sweep(engine: Engine, now: datetime) -> list[LedgerRow]:
         expired = conn.execute(
             update(TABLE)
             .where(COLUMNS.status == "sending", COLUMNS.lease_expires_at < now)
-            .values(status="uncertain", was_uncertain=True, reason=LEASE_EXPIRED, updated_at=now)
+            .values(
+                status="uncertain",
+                was_uncertain=True,
+                reason=LEASE_EXPIRED,
+                updated_at=now,
+                # A channel that can look the post up is asked at once (rule 5a).
+                settle_after=case((COLUMNS.reference.is_not(None), now), else_=None),
+            )
             .returning(*TABLE.c)
         ).all()
     return [row_to_ledger(r) for r in expired]
@@ -185,7 +209,17 @@ def claim(
                     .where(COLUMNS.id == row.id)
                     .values(status="claimed", token=token, lease_expires_at=expires, updated_at=now)
                 )
-                claims.append(Claim(row.id, token, notice, row.attempts, row.was_uncertain))
+                claims.append(
+                    Claim(
+                        row.id,
+                        token,
+                        notice,
+                        row.attempts,
+                        row.was_uncertain,
+                        row.reference,
+                        row.referenced_at,
+                    )
+                )
     return claims
 
 
@@ -232,6 +266,9 @@ _MARK_SENDING = (
         status="sending",
         mark=bindparam("m_mark"),
         text=bindparam("m_text"),
+        reference=bindparam("m_reference"),
+        referenced_at=bindparam("m_referenced_at", type_=COLUMNS.referenced_at.type),
+        settle_after=None,
         attempts=COLUMNS.attempts + 1,
         lease_expires_at=bindparam("m_lease", type_=COLUMNS.lease_expires_at.type),
         updated_at=bindparam("m_now", type_=COLUMNS.updated_at.type),
@@ -247,6 +284,7 @@ def mark_sending(
     text: str | None = None,
     *,
     version: int,
+    reference: str | None = None,
 ) -> str:
     """Commit the `sending` mark (with the text, for an operator): the pre-send check.
 
@@ -255,6 +293,8 @@ def mark_sending(
     while the last message its channel was told is still the one the notice follows. The
     session's row is locked while the mark is taken, so edits and marks are ordered by the
     database, and the mark's number (`deliveries.mark`) records that order.
+
+    `reference` (rule 5a) is stored with the mark; the claim's own, when it has one, is kept.
 
     Returns `sending`; `lost` when the claim expired and went to another process; `changed`
     when the session or what its channel was told changed since the pass read them (the claim
@@ -283,6 +323,8 @@ def mark_sending(
                     "m_token": held.token,
                     "m_mark": mark,
                     "m_text": text,
+                    "m_reference": held.reference or reference,
+                    "m_referenced_at": held.referenced_at or (now if reference else None),
                     "m_lease": now + lease,
                     "m_now": now,
                 },
@@ -331,6 +373,53 @@ def record(engine: Engine, held: Claim, status: str, now: datetime, **values: An
             .values(**values)
         )
         return result.rowcount == 1
+
+
+def take_unsettled(
+    engine: Engine, channels: Sequence[str], now: datetime, lease: timedelta
+) -> list[tuple[Claim, LedgerRow]]:
+    """Claim the `uncertain` deliveries of self-settling `channels` whose time to ask has come.
+
+    Each row is taken under a fresh token and its next ask pushed a lease ahead, in one
+    statement per row, so two processes never ask about (or re-send) the same delivery at once.
+    """
+    if not channels:
+        return []
+    token = uuid.uuid4().hex
+    with write_transaction(engine) as conn:
+        rows = conn.execute(
+            select(TABLE).where(
+                COLUMNS.status == "uncertain",
+                COLUMNS.settle_after <= now,
+                COLUMNS.reference.is_not(None),
+                COLUMNS.channel.in_(list(channels)),
+            )
+        ).all()
+        taken: list[tuple[Claim, LedgerRow]] = []
+        for raw in rows:
+            row = row_to_ledger(raw)
+            won = conn.execute(
+                update(TABLE)
+                .where(
+                    COLUMNS.id == row.id,
+                    COLUMNS.status == "uncertain",
+                    COLUMNS.settle_after <= now,
+                )
+                .values(token=token, settle_after=now + lease, updated_at=now)
+            )
+            if won.rowcount == 1:
+                notice = Notice(row.key, None, row.due_at, row.deadline, "send", row=row)
+                claim = Claim(
+                    row.id,
+                    token,
+                    notice,
+                    row.attempts,
+                    True,
+                    row.reference,
+                    row.referenced_at,
+                )
+                taken.append((claim, row))
+    return taken
 
 
 def release(engine: Engine, held: Sequence[Claim], now: datetime) -> None:

@@ -149,12 +149,31 @@ deliveries = Table(
     Column("sent_at", UTCDateTime),
     # Set with each `sending` mark: sessions.marks after the increment.
     Column("mark", Integer),
+    # Self-settling (SPEC §6 rule 5a): what the channel can look the post up by (a Bluesky record
+    # key, a Mastodon Idempotency-Key, a Slack metadata id), minted with the first `sending`
+    # mark and reused on every attempt; when it was minted; when an `uncertain` delivery is next
+    # asked about (NULL: never again, an operator settles it).
+    Column("reference", String(200)),
+    Column("referenced_at", UTCDateTime),
+    Column("settle_after", UTCDateTime),
     UniqueConstraint(
         "session_id", "notice", "channel", "occurrence", "change", name="uq_delivery_key"
     ),
     Index("ix_deliveries_status_next", "status", "next_attempt_at"),
     Index("ix_deliveries_status_lease", "status", "lease_expires_at"),
     Index("ix_deliveries_status_occurrence", "status", "occurrence"),
+    Index("ix_deliveries_status_settle", "status", "settle_after"),
+)
+
+# What a channel keeps between processes (a Bluesky session's tokens, resolved DIDs): one row
+# per channel and name, so a cron pass with nothing due never logs in.
+channel_state = Table(
+    "channel_state",
+    metadata,
+    Column("channel", String(40), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 heartbeats = Table(
