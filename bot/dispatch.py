@@ -152,7 +152,7 @@ class Dispatcher:
         found = []
         for channel in self.settings.channels:
             try:
-                if registry.get(channel).settles:
+                if self.notifier(channel).can_settle():
                     found.append(channel)
             except KeyError:
                 continue
@@ -310,7 +310,7 @@ class Dispatcher:
 
     def render(self, notice: Notice, session: SessionData, now: datetime) -> Message:
         """Render one notice; raise TemplateProblem, or PermanentError when over the limit."""
-        cls = registry.get(notice.key.channel)
+        notifier = self.notifier(notice.key.channel)
         previous = None
         if notice.previous is not None:
             previous = replace(session, starts_at=notice.previous)
@@ -321,13 +321,13 @@ class Dispatcher:
             offset=notice.offset,
             first=notice.first,
             now=now,
-            parts=cls.parts,
+            parts=notifier.parts,
             previous=previous,
             number=notice.number,
         )
         if notice.thread:
             message = replace(message, replies_to=notice.thread)
-        problem = cls.over_limit(message.text)
+        problem = notifier.limit_problem(message.text)
         if problem is not None:
             raise PermanentError(problem)
         return message
@@ -386,7 +386,7 @@ class Dispatcher:
             return self._finish(held, "failed", now, reason=str(exc))
         reference = held.reference
         notifier = self.notifier(notice.key.channel)
-        if reference is None and notifier.settles:
+        if reference is None and notifier.can_settle():
             reference = notifier.new_reference(notice.key, now)
         with self._state_lock:
             mark = ledger.mark_sending(
@@ -481,7 +481,7 @@ class Dispatcher:
         notice = held.notice
         if status == "uncertain" and held.reference is not None and "settle_after" not in values:
             notifier = self.notifier(notice.key.channel)
-            if notifier.settles:  # ask the channel, once an "absent" answer can be trusted
+            if notifier.can_settle():  # ask the channel, once an "absent" answer can be trusted
                 since = held.referenced_at or now
                 values["settle_after"] = max(now, since + notifier.settle_delay)
         if not ledger.record(self.engine, held, status, now, **values):

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bot.notifiers.base import Message, Notifier, Receipt
+from bot.domain import DeliveryKey
+from bot.notifiers.base import Message, Notifier, Receipt, Settlement
 
 
 @dataclass
@@ -53,3 +54,61 @@ class RecordingNotifier(Notifier):
         with self._lock:
             self.sent.append(message)
             return Receipt(external_id=f"rec-{len(self.sent)}")
+
+
+@dataclass
+class SettlingNotifier(Notifier):
+    """A channel that can prove whether a post exists (rule 5a), like Bluesky's record keys.
+
+    `posts` maps each reference to the id of the post made under it; a post under a reference
+    already taken is refused (as a record key is). `answer_lost` makes the next sends post and then
+    raise MaybeSentError (the answer lost after the post); `lost_before` makes them raise it
+    without posting; `lookup` (a Settlement status) overrides what settle() finds.
+    """
+
+    name = "settling"
+    settles = True
+    posts: dict[str, str] = field(default_factory=dict)
+    attempts: list[Message] = field(default_factory=list)
+    asked: list[str] = field(default_factory=list)
+    answer_lost: int = 0
+    lost_before: int = 0
+    lookup: str | None = None
+    minted: int = 0
+
+    def __post_init__(self) -> None:
+        super().__init__(None)
+
+    def new_reference(self, key: DeliveryKey, now: datetime) -> str | None:
+        self.minted += 1
+        return f"ref-{key.session_id}-{key.notice}-{self.minted}"
+
+    def send(self, message: Message, now: datetime) -> Receipt:
+        from bot.errors import MaybeSentError, PermanentError
+
+        self.attempts.append(message)
+        reference = message.reference
+        if reference is None:
+            raise PermanentError("no reference")
+        if self.lost_before:
+            self.lost_before -= 1
+            raise MaybeSentError("timed out before the post was made")
+        if reference in self.posts:
+            raise PermanentError(f"reference {reference} is taken")
+        self.posts[reference] = f"post-{len(self.posts) + 1}"
+        if self.answer_lost:
+            self.answer_lost -= 1
+            raise MaybeSentError("timed out after the request was sent")
+        return Receipt(external_id=self.posts[reference])
+
+    def settle(
+        self, reference: str, text: str, referenced_at: datetime, now: datetime
+    ) -> Settlement:
+        self.asked.append(reference)
+        if self.lookup == "unknown":
+            return Settlement("unknown", reason="lookup failed")
+        if self.lookup == "final":
+            return Settlement("unknown", reason="cannot look it up", final=True)
+        if reference in self.posts:
+            return Settlement("exists", external_id=self.posts[reference])
+        return Settlement("absent")

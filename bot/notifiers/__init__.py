@@ -11,6 +11,11 @@ _BUILTIN = {
     "console": "bot.notifiers.console:ConsoleNotifier",
     "email": "bot.notifiers.email:EmailNotifier",
     "x": "bot.notifiers.x:XNotifier",
+    "bluesky": "bot.notifiers.bluesky:BlueskyNotifier",
+    "mastodon": "bot.notifiers.mastodon:MastodonNotifier",
+    "slack": "bot.notifiers.slack:SlackNotifier",
+    "discord": "bot.notifiers.discord:DiscordNotifier",
+    "telegram": "bot.notifiers.telegram:TelegramNotifier",
 }
 
 

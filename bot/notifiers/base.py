@@ -145,6 +145,16 @@ class Notifier(ABC):
     def send(self, message: Message, now: datetime) -> Receipt:
         """Send one message; raise TransientError, PermanentError or MaybeSentError on failure."""
 
+    def can_settle(self) -> bool:
+        """True when this instance can settle (a channel whose proof depends on its mode,
+        like Slack's webhook vs bot token, overrides this)."""
+        return self.settles
+
+    def limit_problem(self, text: str) -> str | None:
+        """A reason when `text` does not fit this channel as configured (an instance's own
+        limit, read online, may differ from the class's); the dispatcher calls this."""
+        return self.over_limit(text)
+
     def new_reference(self, key: DeliveryKey, now: datetime) -> str | None:
         """A fresh reference for `key`'s first attempt (stored with the `sending` mark and
         reused on every later attempt); None for channels that do not settle."""

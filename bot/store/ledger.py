@@ -357,6 +357,8 @@ def record(engine: Engine, held: Claim, status: str, now: datetime, **values: An
         values["token"] = None
     if status == "uncertain":
         values["was_uncertain"] = True
+    else:
+        values.setdefault("settle_after", None)  # nothing left to ask the channel about
     if status == "sent":
         values.setdefault("sent_at", now)
         values.setdefault("reason", None)  # an earlier attempt's error is not this outcome's

@@ -112,6 +112,9 @@ class Delivery(Base):
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     mark: Mapped[int | None]
+    reference: Mapped[str | None]
+    referenced_at: Mapped[datetime | None]
+    settle_after: Mapped[datetime | None]
 
 
 class SessionChange(Base):
