@@ -28,7 +28,17 @@ OFFSETS = {
     "reminder": timedelta(days=1),
     "starting": timedelta(hours=1),
 }
-NOTICES = ("announce", "reminder", "starting", "rescheduled", "cancelled", "recording", "weekly")
+NOTICES = (
+    "announce",
+    "reminder",
+    "starting",
+    "rescheduled",
+    "cancelled",
+    "reinstated",
+    "recording",
+    "weekly",
+)
+CHANNELS = ("email", "x", "console", "bluesky", "mastodon", "slack", "discord", "telegram")
 EMAIL_PARTS = ("subject", "txt", "html")
 
 
@@ -315,7 +325,7 @@ def test_template_names_list_message_templates_only(tmp_path: Path) -> None:
 # What the built-in templates say ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("channel", ["email", "x", "console", "bluesky"])
+@pytest.mark.parametrize("channel", CHANNELS)
 @pytest.mark.parametrize("notice", NOTICES)
 @pytest.mark.parametrize("first", [False, True])
 def test_every_builtin_template_renders(
@@ -507,3 +517,79 @@ def test_calendar_uids_name_the_group(env: dict[str, str], domain: str) -> None:
     message = _render(Renderer(settings), _session())
     (event,) = Calendar.from_ical(message.attachments[0].data).walk("VEVENT")
     assert str(event["UID"]) == f"diffucoder@{domain}"
+
+
+# The meeting link policy (MEETING_LINK_CHANNELS) and link cards ---------------------------------
+
+ZOOM = "https://example.zoom.us/j/123"
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+@pytest.mark.parametrize("notice", ["announce", "reminder", "starting", "rescheduled"])
+def test_a_channel_left_out_of_meeting_link_channels_says_where_the_link_is(
+    channel: str, notice: str
+) -> None:
+    settings = _settings(channels=CHANNELS, meeting_link_channels=("email",))
+    session = _session()
+    previous = _session(starts_at=session.starts_at - timedelta(days=7), sequence=2)
+    message = _render(Renderer(settings), session, notice, channel, previous=previous)
+    parts = [message.text, message.html or "", message.subject or ""]
+    if channel == "email":
+        assert ZOOM in message.text and message.html and ZOOM in message.html
+    else:
+        assert not any(ZOOM in part for part in parts)
+        if notice != "announce" or channel in ("email", "console"):
+            assert "meeting link is in the email" in message.text
+
+
+def test_without_the_email_channel_the_note_points_at_the_site_when_it_shows_the_link() -> None:
+    settings = _settings(
+        channels=("x",),
+        meeting_link_channels=(),
+        site_url="https://example.org/dllm",
+        site_meeting_link=True,
+    )
+    message = _render(Renderer(settings), _session(), "reminder", "x")
+    assert ZOOM not in message.text
+    assert "https://example.org/dllm/sessions/diffucoder/" in message.text
+
+
+def test_by_default_every_channel_carries_the_meeting_link(renderer: Renderer) -> None:
+    for channel in CHANNELS:
+        assert ZOOM in _render(renderer, _session(), "reminder", channel).text, channel
+
+
+def test_meeting_link_channels_must_be_configured_channels() -> None:
+    from bot.config import load_settings
+    from bot.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"CHANNELS": "console", "MEETING_LINK_CHANNELS": "console,email"})
+    assert caught.value.problems == ["MEETING_LINK_CHANNELS: channel not in CHANNELS (email)"]
+    empty = load_settings({"CHANNELS": "console", "MEETING_LINK_CHANNELS": ""})
+    assert empty.meeting_link_channels == () and not empty.carries_meeting_link("console")
+    assert load_settings({"CHANNELS": "console"}).carries_meeting_link("console")
+
+
+def test_the_link_card_is_the_session_page_when_site_url_is_set() -> None:
+    renderer = Renderer(_settings(site_url="https://example.org/dllm"))
+    card = _render(renderer, _session(), "announce", "bluesky").card
+    assert card is not None
+    assert card.url == "https://example.org/dllm/sessions/diffucoder/"
+    assert card.title == DIFFUCODER and card.starts_at == _session().starts_at
+    assert card.description.startswith("Shansan Gong. Diffusion language models")
+
+
+def test_without_a_site_the_card_is_the_group_page_and_without_either_there_is_none() -> None:
+    card = _render(Renderer(_settings()), _session(), "announce", "bluesky").card
+    assert card is not None and card.url == "https://example.org/dllm"
+    bare = Renderer(Settings())
+    assert _render(bare, _session(), "announce", "bluesky").card is None
+
+
+def test_a_long_abstract_is_cut_in_the_card_only_and_says_so() -> None:
+    abstract = "word " * 200
+    message = _render(Renderer(_settings()), _session(abstract=abstract), "announce", "email")
+    assert message.card is not None
+    assert len(message.card.description) <= 300 and message.card.description.endswith("…")
+    assert abstract.strip() in " ".join(message.text.split())  # the email keeps all of it
