@@ -289,18 +289,19 @@ def test_fallback_chain_order(tmp_path: Path) -> None:
     renderer = _override(
         tmp_path,
         {
-            "slack/default.txt.j2": "slack default",
+            "matrix/default.txt.j2": "matrix default",
             "default/announce.txt.j2": "default announce",
         },
     )
     session = _session()
-    assert _render(renderer, session, "announce", "slack").text == "slack default"
-    assert _render(renderer, session, "announce", "mastodon").text == "default announce"
-    plugin = _render(renderer, session, "reminder", "mastodon").text
+    # "matrix" and "zulip": plugin channels without built-in templates.
+    assert _render(renderer, session, "announce", "matrix").text == "matrix default"
+    assert _render(renderer, session, "announce", "zulip").text == "default announce"
+    plugin = _render(renderer, session, "reminder", "zulip").text
     assert plugin.startswith(f"Reminder, in 1 day: {DIFFUCODER}")
     assert renderer.resolve("email", "announce", "txt") == "email/announce.txt.j2"
     assert renderer.resolve("email", "cancelled", "txt") == "email/default.txt.j2"
-    assert renderer.resolve("bluesky", "starting", "txt") == "default/default.txt.j2"
+    assert renderer.resolve("zulip", "starting", "txt") == "default/default.txt.j2"
 
 
 def test_subject_is_collapsed_to_one_line(tmp_path: Path) -> None:
