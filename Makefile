@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PLUGIN := examples/webhook-channel
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(PLUGIN)/pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
 .PHONY: run test lint format bench install clean
 
@@ -10,6 +11,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The example channel plugin (README "Writing a channel"): installed so its tests run.
+	$(BIN)/python -m pip install --quiet -e $(PLUGIN)
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
@@ -25,13 +28,14 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 4 --dist worksteal
 
 lint: $(STAMP)
-	$(BIN)/ruff check bot tests benchmarks
-	$(BIN)/ruff format --check bot tests benchmarks
+	$(BIN)/ruff check bot tests benchmarks examples
+	$(BIN)/ruff format --check bot tests benchmarks examples
 	$(BIN)/mypy
+	MYPYPATH=$(PLUGIN) $(BIN)/mypy -p rgb_webhook_channel
 
 format: $(STAMP)
-	$(BIN)/ruff format bot tests benchmarks
-	$(BIN)/ruff check --fix bot tests benchmarks
+	$(BIN)/ruff format bot tests benchmarks examples
+	$(BIN)/ruff check --fix bot tests benchmarks examples
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

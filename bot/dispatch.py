@@ -282,12 +282,15 @@ class Dispatcher:
             why = f"{SETTLED}: not posted" + (f" ({answer.reason})" if answer.reason else "")
             if now >= held.notice.deadline:
                 return self._finish(held, "missed", now, reason=f"{why}; the deadline has passed")
+            # The first re-send goes at once; later ones back off like any failure, so a
+            # service that loses every request (maybe sent, provably absent) is not hammered.
+            again = now if held.attempts <= 1 else now + retry_delay(held.attempts - 1)
             return self._finish(
                 held,
                 "retrying",
                 now,
                 reason=f"{why}; sending again",
-                next_attempt_at=now,
+                next_attempt_at=again,
                 settle_after=None,
             )
         detail = answer.reason or "no answer"

@@ -212,3 +212,21 @@ def ledger_due(dispatcher: Dispatcher) -> list:  # type: ignore[type-arg]
     now = dispatcher.clock()
     sessions, rows = load_window(dispatcher.engine, *session_window(SETTINGS, now))
     return [n for n in plan(sessions, rows, SETTINGS, now) if n.action == "send"]
+
+
+def test_a_channel_that_loses_every_request_is_not_hammered(engine: Engine) -> None:
+    add_session(engine, "s1", START)
+    dispatcher, clock, channel = make(engine, START - 7 * D)
+    channel.lost_before = 100  # every request lost before it posts: provably absent each time
+    result = dispatcher.run_pass()
+    # The first re-send goes at once; the next waits like any failure (1m, then 2m …).
+    assert [o.status for o in result.outcomes] == ["uncertain", "retrying", "uncertain", "retrying"]
+    assert len(channel.attempts) == 2
+    (row,) = deliveries(engine)
+    assert row.status == "retrying" and row.next_attempt_at == clock.now + M
+    assert dispatcher.run_pass().outcomes == [] and len(channel.attempts) == 2
+    clock.advance(M)
+    dispatcher.run_pass()
+    (row,) = deliveries(engine)
+    assert len(channel.attempts) == 3 and row.next_attempt_at == clock.now + 2 * M
+    assert channel.posts == {} and {m.reference for m in channel.attempts} == {row.reference}

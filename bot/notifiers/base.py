@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 from bot.domain import DeliveryKey
@@ -103,6 +104,10 @@ class Notifier(ABC):
     length_unit: ClassVar[str] = "characters"
     # Variables holding passwords, tokens, keys or secret URLs: never shown, redacted from logs.
     secret_variables: ClassVar[tuple[str, ...]] = ()
+    # A plugin's own templates: a folder holding `<name>/NOTICE.PART.j2` (its package's
+    # `templates/`, say). Only the `<name>/` subfolder is used, searched after TEMPLATES_DIR and
+    # the built-in folder: a plugin can neither replace nor add another channel's templates.
+    templates_dir: ClassVar[Path | None] = None
     # Self-settling (rule 5a): a channel that can prove whether a post exists sets `settles`,
     # mints references and answers settle(); `settle_delay` is how long after an attempt an
     # "absent" answer can be trusted (a message still being written may not show yet).

@@ -9,6 +9,7 @@ channel's tokens and secret URLs are scrubbed from every reason.
 
 from __future__ import annotations
 
+import logging
 import math
 import ssl
 from collections.abc import Callable, Iterable, Mapping
@@ -27,6 +28,8 @@ from bot.tls import certificate_failure, describe_certificate_failure, exception
 if TYPE_CHECKING:
     import requests
 
+# Loggers that write a request's URL or path at DEBUG.
+_PATH_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry")
 DEFAULT_TIMEOUT = 30.0
 MAX_TIMEOUT = 600.0
 
@@ -273,8 +276,16 @@ class HttpNotifier(Notifier):
         return float(getattr(self.config, "timeout", DEFAULT_TIMEOUT))
 
     def session(self) -> requests.Session:
-        """The channel's HTTP session, made on first use (imports requests only then)."""
+        """The channel's HTTP session, made on first use (imports requests only then).
+
+        urllib3 logs each request's path at DEBUG (a webhook's token, a Telegram bot path): the
+        channel's redactor is put on those loggers, so no handler (pytest's caplog, say) sees it.
+        """
         if self._session is None:
+            for logger in map(logging.getLogger, _PATH_LOGGERS):
+                known = (f.secrets for f in logger.filters if isinstance(f, Redactor))
+                if self.redactor.secrets not in known:
+                    logger.addFilter(self.redactor)
             self._session = make_session(self.timeout)
         return self._session
 

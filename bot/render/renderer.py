@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -133,6 +133,34 @@ def _where(exc: BaseException, roots: Sequence[Path]) -> str:
     return f"{shown}, line {frames[-1].lineno}"
 
 
+class _ChannelLoader(jinja2.PrefixLoader):
+    """Each plugin's folder under its channel's name; a template keeps its full name
+    (`webhook/announce.txt.j2`), so an error names it as it names the others."""
+
+    def load(
+        self,
+        environment: jinja2.Environment,
+        name: str,
+        globals: MutableMapping[str, Any] | None = None,
+    ) -> jinja2.Template:
+        return jinja2.BaseLoader.load(self, environment, name, globals)
+
+
+def channel_folders(channels: Iterable[str]) -> dict[str, Path]:
+    """`{channel: folder}` for each channel whose notifier ships templates (`templates_dir`)."""
+    from bot.notifiers import registry
+
+    found: dict[str, Path] = {}
+    for name in channels:
+        try:
+            root = registry.get(name).templates_dir
+        except KeyError:  # an unknown or broken channel is reported by the configuration
+            continue
+        if root is not None and (Path(root) / name).is_dir():
+            found[name] = Path(root) / name
+    return found
+
+
 class Renderer:
     """Renders messages from `TEMPLATES_DIR` first, then the built-in `templates/` folder."""
 
@@ -143,8 +171,13 @@ class Renderer:
             *([settings.templates_dir] if settings.templates_dir else []),
             BUILTIN_TEMPLATES,
         ]
+        # Each plugin's own folder answers only for names under its channel: `NAME/...`.
+        self.channel_folders = channel_folders(settings.channels)
+        plugins = {n: jinja2.FileSystemLoader(p) for n, p in self.channel_folders.items()}
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(self.search_path),
+            loader=jinja2.ChoiceLoader(
+                [jinja2.FileSystemLoader(self.search_path), _ChannelLoader(plugins)]
+            ),
             undefined=jinja2.StrictUndefined,
             autoescape=lambda name: bool(name and name.endswith(".html.j2")),
             trim_blocks=True,
@@ -203,11 +236,21 @@ class Renderer:
             if root.is_dir()
             for path in root.rglob("*.j2")
         }
+        names.update(
+            f"{channel}/{path.relative_to(folder).as_posix()}"
+            for channel, folder in self.channel_folders.items()
+            for path in folder.rglob("*.j2")
+        )
         return sorted(n for n in names if _TEMPLATE_NAME.match(n))
 
     def template_path(self, name: str) -> Path | None:
         """The file that `name` resolves to (an override wins over the built-in one)."""
-        return next((root / name for root in self.search_path if (root / name).is_file()), None)
+        found = next((root / name for root in self.search_path if (root / name).is_file()), None)
+        channel, _, rest = name.partition("/")
+        folder = self.channel_folders.get(channel)
+        if found is None and folder is not None and (folder / rest).is_file():
+            found = folder / rest
+        return found
 
     def resolve(self, channel: str, notice: str, part: str) -> str:
         """The name of the template used for this part, or TemplateProblem when none exists."""
@@ -231,7 +274,7 @@ class Renderer:
         what = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else str(exc)
         if not isinstance(exc, jinja2.TemplateError):
             what = f"{type(exc).__name__}: {what}"
-        where = _where(exc, self.search_path)
+        where = _where(exc, [*self.search_path, *(f.parent for f in self.channel_folders.values())])
         if not where:
             return f"{name}: {what}"
         if where.startswith(f"{name},"):
