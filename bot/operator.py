@@ -128,6 +128,15 @@ def check(engine: Engine, settings: Settings, now: datetime, online: bool) -> li
     """Every problem an operator should see, one line each; empty when all is well."""
     from bot.dispatch import Dispatcher
 
+    login: list[str] = []
+    if online:  # first: a channel may learn its own limit here (a Mastodon instance's)
+        dispatcher = Dispatcher(engine, settings, lambda: now)
+        for channel in settings.channels:
+            try:
+                dispatcher.notifier(channel).check_online()
+            except NotifierError as exc:
+                login.append(f"channel {channel}: cannot log in ({exc})")
+        dispatcher.close()
     problems = _plan_problems(engine, settings, now, include_plan=True)
     with engine.connect() as conn:
         # Failed ones only while a retry can still help; uncertain ones until someone settles them.
@@ -150,16 +159,14 @@ def check(engine: Engine, settings: Settings, now: datetime, online: bool) -> li
                 f"deadline {row.deadline:%Y-%m-%dT%H:%MZ}"
             )
             continue
+        if row.status == "uncertain" and row.settle_after is not None:  # rule 5a: in hand
+            problems.append(
+                f"{_describe(row)}: uncertain ({row.reason}); the channel is asked again at "
+                f"{row.settle_after:%Y-%m-%dT%H:%MZ} (or `bot deliveries resolve {row.id}`)"
+            )
+            continue
         action = "resolve or retry" if row.status == "uncertain" else "retry"
         problems.append(
             f"{_describe(row)}: {row.status} ({row.reason}); `bot deliveries {action} {row.id}`"
         )
-    if online:
-        dispatcher = Dispatcher(engine, settings, lambda: now)
-        for channel in settings.channels:
-            try:
-                dispatcher.notifier(channel).check_online()
-            except NotifierError as exc:
-                problems.append(f"channel {channel}: cannot log in ({exc})")
-        dispatcher.close()
-    return problems
+    return problems + login
