@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -56,6 +57,53 @@ class SessionData:
     def cancelled(self) -> bool:
         """True when the session is called off."""
         return self.status == "cancelled"
+
+
+@dataclass(frozen=True)
+class Organizer:
+    """A person who runs the group, shown on its website."""
+
+    name: str
+    bio: str | None = None
+    url: str | None = None
+    photo: str | None = None
+
+
+# Where people follow the group, in the order the website lists them (the `group.links` keys).
+GROUP_LINKS = ("email_list", "x", "bluesky", "mastodon", "youtube")
+
+
+@dataclass(frozen=True)
+class GroupLinks:
+    """The group's own addresses: its email list and its accounts."""
+
+    email_list: str | None = None
+    x: str | None = None
+    bluesky: str | None = None
+    mastodon: str | None = None
+    youtube: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """The `group:` block of a session file: the content of the group's website (SPEC §9)."""
+
+    name: str | None = None
+    about: str = ""
+    organizers: tuple[Organizer, ...] = ()
+    links: GroupLinks = GroupLinks()
+
+
+@dataclass(frozen=True)
+class SiteData:
+    """Everything the group's website shows, read from the database in one snapshot."""
+
+    sessions: tuple[SessionData, ...] = ()  # by start, then id
+    group: GroupInfo = GroupInfo()
+    group_changed_at: datetime | None = None
+    changed_at: Mapping[str, datetime] = field(default_factory=dict)  # id -> its last change
+    created_at: Mapping[str, datetime] = field(default_factory=dict)  # id -> when it was added
+    moved: frozenset[str] = frozenset()  # ids whose start was changed after they were added
 
 
 # Notices that announce a change of a session's state rather than remind of it (SPEC §6 rule 6).

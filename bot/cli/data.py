@@ -26,7 +26,7 @@ def sessions_group() -> None:
 @click.option("--prune", is_flag=True, help="Remove sessions missing from the file.")
 def import_cmd(file: str, dry_run: bool, prune: bool) -> None:
     """Upsert sessions from FILE, all or nothing."""
-    from bot.sources.sessions_file import parse_sessions
+    from bot.sources.sessions_file import parse_session_file
     from bot.store.imports import import_sessions
 
     path = Path(file)
@@ -34,11 +34,15 @@ def import_cmd(file: str, dry_run: bool, prune: bool) -> None:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError([f"{file}: cannot read ({type(exc).__name__})"]) from exc
-    sessions = parse_sessions(text, file)
+    found = parse_session_file(text, file)
     app = _app()
     now = datetime.now(UTC)
-    report = import_sessions(app.engine(), sessions, now=now, prune=prune, dry_run=dry_run)
+    report = import_sessions(
+        app.engine(), found.sessions, now=now, prune=prune, dry_run=dry_run, group=found.group
+    )
     verb = "would be " if dry_run else ""
+    if report.group in ("added", "updated"):
+        click.echo(f"{verb}{report.group}: the group block")
     for label, ids in (
         ("added", report.added),
         ("updated", report.updated),
@@ -108,9 +112,10 @@ def export_cmd(file: str | None) -> None:
     """Write every session in the import format (to FILE, or standard output)."""
     from bot.sources.sessions_file import export_sessions
     from bot.store.imports import load_all_sessions
+    from bot.store.site import stored_group
 
     engine = _app().engine(read_only=True)
-    text = export_sessions(load_all_sessions(engine, include_past=True))
+    text = export_sessions(load_all_sessions(engine, include_past=True), stored_group(engine))
     if file is None:
         click.echo(text, nl=False)
         return

@@ -7,6 +7,7 @@ import gc
 import re
 import unicodedata
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
@@ -15,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from bot.config import format_duration, parse_duration
-from bot.domain import Paper, SessionData, Speaker
+from bot.domain import GROUP_LINKS, GroupInfo, GroupLinks, Organizer, Paper, SessionData, Speaker
 from bot.errors import DataError
 
 if TYPE_CHECKING:
@@ -90,8 +91,21 @@ def _show(value: object) -> str:
     return text if len(text) <= 80 else text[:79] + "…"
 
 
+@dataclass(frozen=True)
+class SessionFile:
+    """What a session file holds: its sessions, and its `group:` block when it has one."""
+
+    sessions: list[SessionData]
+    group: GroupInfo | None = None
+
+
 def parse_sessions(text: str, filename: str) -> list[SessionData]:
     """Parse and validate a session file; DataError lists every problem found in it."""
+    return parse_session_file(text, filename).sessions
+
+
+def parse_session_file(text: str, filename: str) -> SessionFile:
+    """Parse and validate a session file with its `group:` block; DataError lists every problem."""
     problems = _Problems(filename)
     loader = _Loader(text)
     # The loaded document is a tree without reference cycles: the cyclic collector only burns
@@ -116,26 +130,31 @@ def parse_sessions(text: str, filename: str) -> list[SessionData]:
         if collecting:
             gc.enable()
     problems.lines.extend(f"{filename}: {d}" for d in loader.duplicates)
-    sessions = _document(doc, problems)
+    found = _document(doc, problems)
     if problems.lines:
         raise DataError(problems.lines)
-    return sessions
+    return found
 
 
-def _document(doc: object, p: _Problems) -> list[SessionData]:
+def _document(doc: object, p: _Problems) -> SessionFile:
     if not isinstance(doc, dict):
         p.add("sessions", "the file must be a mapping with a `sessions` list", doc)
-        return []
+        return SessionFile([])
     for key in doc:
-        if key != "sessions":
+        if key not in ("sessions", "group"):
             p.add(_show(key), "unknown field", doc[key])
+    group = _group(doc["group"], "group", p) if "group" in doc else None
     raw = doc.get("sessions", _MISSING)
     if raw is _MISSING:
         p.add("sessions", "missing: the file must be a mapping with a `sessions` list")
-        return []
+        return SessionFile([], group)
     if not isinstance(raw, list):
         p.add("sessions", "must be a list (write [] for none)", raw)
-        return []
+        return SessionFile([], group)
+    return SessionFile(_sessions(raw, p), group)
+
+
+def _sessions(raw: list[Any], p: _Problems) -> list[SessionData]:
     sessions: list[SessionData] = []
     first_index: dict[str, int] = {}
     for index, item in enumerate(raw):
@@ -287,6 +306,38 @@ SESSION_CHECKS: dict[str, Check] = {
 }
 
 
+ORGANIZER_CHECKS: dict[str, Check] = {
+    "name": _required,
+    "bio": _paragraphs,
+    "url": _url,
+    "photo": _url,
+}
+
+
+def _links(value: object, path: str, p: _Problems) -> GroupLinks:
+    if value is None:
+        return GroupLinks()
+    found = _record(GroupLinks, dict.fromkeys(GROUP_LINKS, _url))(value, path, p)
+    return found if isinstance(found, GroupLinks) else GroupLinks()
+
+
+GROUP_CHECKS: dict[str, Check] = {
+    "name": _text,
+    "about": _paragraphs,
+    "organizers": _list(_record(Organizer, ORGANIZER_CHECKS)),
+    "links": _links,
+}
+
+
+def _group(raw: object, path: str, p: _Problems) -> GroupInfo | None:
+    before = len(p.lines)
+    values = _fields(raw, path, p, GROUP_CHECKS)
+    if values is None or len(p.lines) > before:
+        return None
+    values["about"] = values["about"] or ""
+    return GroupInfo(**values)
+
+
 def _session(raw: object, path: str, p: _Problems) -> SessionData | None:
     before = len(p.lines)
     values = _fields(raw, path, p, SESSION_CHECKS, "starts_at", "timezone")
@@ -369,12 +420,26 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _represent_str)
 
 
-def export_sessions(sessions: list[SessionData]) -> str:
-    """The sessions as a YAML file in the import format (parse_sessions reads it back equal)."""
-    docs = [_export(s) for s in sessions]
-    return yaml.dump(
-        {"sessions": docs}, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100
-    )
+def export_sessions(sessions: list[SessionData], group: GroupInfo | None = None) -> str:
+    """The sessions (and the group block) as a YAML file in the import format
+    (parse_session_file reads it back equal)."""
+    doc: dict[str, Any] = {} if group is None else {"group": _export_group(group)}
+    doc["sessions"] = [_export(s) for s in sessions]
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def _export_group(group: GroupInfo) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    if group.name:
+        doc["name"] = group.name
+    if group.about:
+        doc["about"] = group.about
+    if group.organizers:
+        doc["organizers"] = [{k: v for k, v in vars(o).items() if v} for o in group.organizers]
+    links = {k: v for k, v in vars(group.links).items() if v}
+    if links:
+        doc["links"] = links
+    return doc
 
 
 def _export(s: SessionData) -> dict[str, Any]:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, exists, insert, select, text, update
 
-from bot.domain import SessionData
+from bot.domain import GroupInfo, SessionData
 from bot.store import tables
 from bot.store.db import is_sqlite, write_transaction
 from bot.store.reads import load_sessions
+from bot.store.site import save_group
 
 # A delivery in one of these states may have reached people: its session is cancelled, not deleted.
 MAYBE_SENT = ("sent", "sending", "uncertain", "claimed")
@@ -34,6 +35,7 @@ class ImportReport:
     kept: list[str] = field(default_factory=list)  # missing, announced, but started or cancelled
     changes: dict[str, list[str]] = field(default_factory=dict)  # updated id -> changed fields
     dry_run: bool = False
+    group: str = ""  # the group block: added | updated | unchanged ("" when the file had none)
 
 
 @dataclass
@@ -81,20 +83,29 @@ def import_sessions(
     prune: bool = False,
     dry_run: bool = False,
     source: str = "import",
+    group: GroupInfo | None = None,
 ) -> ImportReport:
-    """Upsert `sessions` by id in one write transaction; `prune` removes the ones not given."""
+    """Upsert `sessions` by id in one write transaction; `prune` removes the ones not given.
+
+    A `group` block replaces the stored one in the same transaction (None keeps it).
+    """
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     if dry_run:
         with engine.connect() as conn, conn.begin():
             existing = {s.id: s for s in load_sessions(conn)}
-            return plan_import(
+            report = plan_import(
                 conn, existing, sessions, now, prune, ImportReport(dry_run=True), source
             )[0]
+            if group is not None:
+                report = replace(report, group=save_group(conn, group, now, dry_run=True))
+            return report
     with edit_transaction(engine) as conn:
         existing = {s.id: s for s in load_sessions(conn)}
         report, writes = plan_import(conn, existing, sessions, now, prune, ImportReport(), source)
         write_import(conn, writes, now)
+        if group is not None:
+            report = replace(report, group=save_group(conn, group, now))
     return report
 
 

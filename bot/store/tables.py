@@ -176,6 +176,34 @@ channel_state = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# The `group:` block of the session file, the content of the group's website (SPEC §9): one row
+# (id 1), its organizers in order, and when the block last changed (the feed's `updated`).
+group_profile = Table(
+    "group_profile",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("name", Text),
+    Column("about", Text, nullable=False, default=""),
+    # The group's addresses, one column per `group.links` key (bot.domain.GROUP_LINKS).
+    Column("email_list", Text),
+    Column("x", Text),
+    Column("bluesky", Text),
+    Column("mastodon", Text),
+    Column("youtube", Text),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+group_organizers = Table(
+    "group_organizers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("position", Integer, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("bio", Text),
+    Column("url", Text),
+    Column("photo", Text),
+)
+
 heartbeats = Table(
     "heartbeats",
     metadata,
