@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.config import Settings, format_duration
 from bot.dispatch import Dispatcher, PassResult
 from bot.errors import DatabaseGoneError
+from bot.site.rebuild import SiteKeeper
 from bot.store.db import file_guard, is_sqlite, write_transaction
 from bot.store.tables import heartbeats as Heartbeat
 
@@ -64,6 +65,7 @@ class Worker:
         self.dispatcher = Dispatcher(engine, settings, clock)
         self.stopping = threading.Event()
         self.dispatcher.should_stop = self.stopping.is_set
+        self.site = SiteKeeper(engine, settings)  # rebuilds SITE_DIR after passes, when set
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{clock():%Y%m%dT%H%M%S}"
         self.started_at = clock()
         self._pass_lock = threading.Lock()
@@ -223,6 +225,8 @@ class Worker:
                 self._announce()
             self._beat(result)
             self._arm(result)
+            # After the pass and its wake-ups: the website lags a pass rather than a notice.
+            self.site.after_pass(bool(result.outcomes), self.clock())
 
     def _announce(self) -> None:
         """After the catch-up pass, say what the worker knows and what it will send next."""

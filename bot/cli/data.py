@@ -1,4 +1,7 @@
-"""Managing sessions: `sessions import|list|show|export|cancel|set`, and `ics`."""
+"""Managing sessions: `sessions import|list|show|export|cancel|set`, and `ics`.
+
+Every change (import, set, cancel) rebuilds the website in SITE_DIR when it is set.
+"""
 
 from __future__ import annotations
 
@@ -63,7 +66,7 @@ def import_cmd(file: str, dry_run: bool, prune: bool) -> None:
         )
     )
     if not dry_run:
-        _after_change(app)
+        _after_change(app, "sessions import")
 
 
 @command(sessions_group, "list")
@@ -163,12 +166,17 @@ def _edit(session_id: str, assignments: tuple[str, ...], source: str) -> None:
     report = edit_session(app.engine(), session_id, assignments, datetime.now(UTC), source)
     changed = report.changes.get(session_id, [])
     click.echo(f"{session_id}: " + (f"changed {', '.join(changed)}" if changed else "unchanged"))
-    _after_change(app)
+    _after_change(app, f"sessions {source} {session_id}")
 
 
-def _after_change(app: Any) -> None:
-    """Run `check` after every change to the sessions, and show what it finds (as warnings)."""
+def _after_change(app: Any, why: str) -> None:
+    """After every change to the sessions: rebuild SITE_DIR (when set; a failure is logged and
+    keeps the previous site), then run `check` and show what it finds (as warnings)."""
     from bot.operator import check
 
+    if app.settings.site_dir is not None:
+        from bot.site.rebuild import rebuild_site
+
+        rebuild_site(app.engine(), app.settings, datetime.now(UTC), why)
     for line in check(app.engine(), app.settings, datetime.now(UTC), online=False):
         click.echo(f"check: {line}", err=True)

@@ -65,6 +65,10 @@ def send_cmd(
     finally:
         dispatcher.close()
     _print_outcomes(app, result.outcomes, full_text=dry_run)
+    if not dry_run and result.outcomes and settings.site_dir is not None:
+        from bot.site.rebuild import rebuild_site
+
+        rebuild_site(engine, settings, dispatcher.clock(), "a send pass")
     # A dry run "fails" only where a message would not render or is over its limit.
     sys.exit(
         result.exit_code if not dry_run else int(any(o.status == "failed" for o in result.outcomes))

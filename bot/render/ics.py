@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from icalendar import Calendar, Event
@@ -81,12 +81,22 @@ def session_ics(
 
 
 def calendar_feed(
-    sessions: Sequence[SessionData], *, now: datetime, name: str, domain: str = UID_DOMAIN
+    sessions: Sequence[SessionData],
+    *,
+    now: datetime,
+    name: str,
+    domain: str = UID_DOMAIN,
+    stamps: Mapping[str, datetime] | None = None,
 ) -> bytes:
-    """A VCALENDAR feed with one event per session, named `name` for calendar apps."""
+    """A VCALENDAR feed with one event per session, named `name` for calendar apps.
+
+    `stamps` (session id -> its last change) gives each event its DTSTAMP instead of `now`, so
+    the same data always gives the same file (the website's calendar).
+    """
     calendar = _calendar("PUBLISH")
     if name:
         calendar.add("x-wr-calname", name)
     for session in sessions:
-        calendar.add_component(_event(session, now, domain))
+        stamp = (stamps or {}).get(session.id, now)
+        calendar.add_component(_event(session, stamp, domain))
     return bytes(calendar.to_ical())

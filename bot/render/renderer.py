@@ -24,10 +24,16 @@ from bot.render.timefmt import ZoneTime, humanize_until, when_line, zone_time, z
 BUILTIN_TEMPLATES = Path(bot.__file__).resolve().parent / "_templates"
 # The charset is said: a client that follows the MIME default (US-ASCII) would garble a title.
 ICS_CONTENT_TYPE = "text/calendar; charset=utf-8; method=PUBLISH"
-# CHANNEL/NOTICE.PART.j2; folders starting with "_" hold shared macros, not messages.
-_TEMPLATE_NAME = re.compile(r"^(?!_)[^/]+/[^/]+\.(?:subject|txt|html)\.j2$")
+# CHANNEL/NOTICE.PART.j2; folders starting with "_" hold shared macros, not messages, and
+# site/ holds the website's pages (bot.site).
+_TEMPLATE_NAME = re.compile(r"^(?!_|site/)[^/]+/[^/]+\.(?:subject|txt|html)\.j2$")
 _BLANK_RUN = re.compile(r"\n{3,}")
 _HANDLE_URL = re.compile(r"^https?://(?:www\.)?(?:x|twitter)\.com/@?([A-Za-z0-9_]+)/?$")
+
+
+def template_search_path(settings: Settings) -> list[Path]:
+    """The template folders, in order: `TEMPLATES_DIR` (when set), then the built-in ones."""
+    return [*([settings.templates_dir] if settings.templates_dir else []), BUILTIN_TEMPLATES]
 
 
 def template_candidates(channel: str, notice: str, part: str) -> list[str]:
@@ -167,10 +173,7 @@ class Renderer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.zones = tuple(settings.display_timezones) or ("UTC",)
-        self.search_path = [
-            *([settings.templates_dir] if settings.templates_dir else []),
-            BUILTIN_TEMPLATES,
-        ]
+        self.search_path = template_search_path(settings)
         # Each plugin's own folder answers only for names under its channel: `NAME/...`.
         self.channel_folders = channel_folders(settings.channels)
         plugins = {n: jinja2.FileSystemLoader(p) for n, p in self.channel_folders.items()}
