@@ -148,14 +148,19 @@ class Dispatcher:
         return self._notifiers[channel]
 
     def _settling_channels(self) -> list[str]:
-        """The configured channels that can settle an uncertain delivery themselves."""
+        """The configured channels that can settle an uncertain delivery themselves (only
+        those whose class may settle are built: a pass never builds the others for this)."""
         found = []
         for channel in self.settings.channels:
-            try:
-                if self.notifier(channel).can_settle():
-                    found.append(channel)
-            except KeyError:
-                continue
+            if channel in self._notifiers:  # built already, or given to the dispatcher
+                may = self._notifiers[channel].settles
+            else:
+                try:
+                    may = registry.get(channel).settles
+                except KeyError:
+                    continue
+            if may and self.notifier(channel).can_settle():
+                found.append(channel)
         return found
 
     def close(self) -> None:
@@ -313,7 +318,17 @@ class Dispatcher:
 
     def render(self, notice: Notice, session: SessionData, now: datetime) -> Message:
         """Render one notice; raise TemplateProblem, or PermanentError when over the limit."""
-        notifier = self.notifier(notice.key.channel)
+        channel = notice.key.channel
+        # The instance knows its own limit (an instance's, read online); a channel whose
+        # variables are wrong has none, and its class's limit is checked (`check`, `plan`).
+        built = channel in self._notifiers or channel in self.settings.channel_configs
+        notifier: Notifier | None = self.notifier(channel) if built else None
+        try:  # the channel's parts as its class declares them (a test fake may stand in)
+            cls: type[Notifier] = registry.get(channel)
+        except KeyError:
+            if notifier is None:
+                raise
+            cls = type(notifier)
         previous = None
         if notice.previous is not None:
             previous = replace(session, starts_at=notice.previous)
@@ -324,13 +339,16 @@ class Dispatcher:
             offset=notice.offset,
             first=notice.first,
             now=now,
-            parts=notifier.parts,
+            parts=cls.parts,
             previous=previous,
             number=notice.number,
         )
         if notice.thread:
             message = replace(message, replies_to=notice.thread)
-        problem = notifier.limit_problem(message.text)
+        if notifier is not None:
+            problem = notifier.limit_problem(message.text)
+        else:
+            problem = cls.over_limit(message.text)
         if problem is not None:
             raise PermanentError(problem)
         return message
