@@ -44,10 +44,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
-
-import regex  # type: ignore[import-untyped, unused-ignore]
 
 from bot.config import Secret
 from bot.errors import MaybeSentError, NotifierError, PermanentError, TransientError
@@ -90,11 +89,16 @@ _TAG_STOP = r"\s\u00ad\u2060\u200a\u200b\u200c\u200d\u20e2"
 # The Bluesky app's hashtag rule: "#" after a line start or a space, not a keycap (#️⃣), holding
 # at least one character that is not a digit or punctuation; trailing punctuation is not part
 # of it.
-_TAG = regex.compile(
-    rf"(?<!\S)[#＃]((?!\ufe0f)[^{_TAG_STOP}]*[^\d\p{{P}}{_TAG_STOP}]+[^{_TAG_STOP}]*)?"
-)
-_TRAILING_PUNCT = regex.compile(r"\p{P}+$")
-_GRAPHEME = regex.compile(r"\X")
+_TAG_PATTERN = rf"(?<!\S)[#＃]((?!\ufe0f)[^{_TAG_STOP}]*[^\d\p{{P}}{_TAG_STOP}]+[^{_TAG_STOP}]*)?"
+
+
+@cache
+def _patterns() -> tuple[Any, Any, Any]:
+    """The hashtag, trailing-punctuation and grapheme patterns (`regex`, imported only when a
+    post is built: a pass with nothing due never pays for it)."""
+    import regex  # type: ignore[import-untyped, unused-ignore]
+
+    return regex.compile(_TAG_PATTERN), regex.compile(r"\p{P}+$"), regex.compile(r"\X")
 
 
 # ---------------------------------------------------------------- the post's text and facets
@@ -157,9 +161,10 @@ def _found_spans(text: str) -> list[Span]:
         handle = match[1].rstrip(".-")
         if is_handle(handle):
             spans.append(Span(match.start(), match.start() + 1 + len(handle), "mention", handle))
-    for found in _TAG.finditer(text):
-        tag = _TRAILING_PUNCT.sub("", found[1] or "")
-        if tag and len(_GRAPHEME.findall(tag)) <= MAX_TAG:
+    tags, trailing_punct, grapheme = _patterns()
+    for found in tags.finditer(text):
+        tag = trailing_punct.sub("", found[1] or "")
+        if tag and len(grapheme.findall(tag)) <= MAX_TAG:
             spans.append(Span(found.start(), found.start() + 1 + len(tag), "tag", tag))
     kept: list[Span] = []
     for span in sorted(spans, key=lambda s: (s.start, -s.end)):
