@@ -15,10 +15,14 @@ from zoneinfo import ZoneInfo
 
 import feedparser
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from icalendar import Calendar
 
 from bot.config import Settings
 from bot.domain import Paper, SessionData, SiteData, Speaker
+from bot.render.ics import session_ics
 from bot.site.build import CALENDAR_HISTORY, build_site
 from bot.site.views import next_change
 from tests.support.site import (
@@ -645,3 +649,22 @@ def test_times_in_the_page_are_utc_instants(files: dict[str, bytes]) -> None:
     stamps = [t.get("datetime", "") for t in page.iter("time")]
     assert stamps and all(s.endswith("Z") for s in stamps)
     assert all(datetime.fromisoformat(s).tzinfo == UTC for s in stamps)
+
+
+TEXTS = st.text(
+    st.characters(exclude_categories=["Cs", "Cc"], include_characters="\n"), max_size=300
+)
+
+
+@hypothesis_settings(max_examples=150, deadline=None)
+@given(title=TEXTS.filter(str.strip), abstract=TEXTS, name=st.text(min_size=1, max_size=12))
+def test_calendar_text_is_escaped_and_folded_so_icalendar_reads_it_back(
+    title: str, abstract: str, name: str
+) -> None:
+    s = a_session("any", NOW, title=title, abstract=abstract, speakers=(Speaker(name),), papers=())
+    data = session_ics(s, now=NOW, domain="example.org")
+    assert all(len(line) <= 75 for line in data.split(b"\r\n"))
+    (event,) = Calendar.from_ical(data).walk("VEVENT")
+    assert str(event["SUMMARY"]) == title
+    assert abstract.strip() in str(event["DESCRIPTION"])
+    assert event.decoded("DTSTART") == NOW
