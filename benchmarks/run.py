@@ -26,12 +26,13 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `bot` im
 
 from benchmarks.harness import Case, Figure, Result, Skipped, postgres_problem, table
 from benchmarks.live import idle_worker, lateness, throughput
-from benchmarks.targets import Options, cold_start, idle_pass, import_10k
+from benchmarks.targets import Options, cold_start, idle_pass, import_10k, site_build
 
 TARGETS: dict[str, Callable[[Options], Sequence[Case]]] = {
     "cold_start": cold_start,
     "idle_pass": idle_pass,
     "import_10k": import_10k,
+    "site_build": site_build,
     "lateness": lateness,
     "idle_worker": idle_worker,
     "throughput": throughput,

@@ -42,8 +42,9 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 def siblings(folder: Path) -> list[str]:
-    """What sits next to `folder` (left-overs of a build would show here)."""
-    return sorted(p.name for p in folder.parent.iterdir())
+    """What sits next to `folder`, but its spare and lock (left-overs of a build show here)."""
+    kept = (f".{folder.name}.spare", f".{folder.name}.lock")
+    return sorted(p.name for p in folder.parent.iterdir() if p.name not in kept)
 
 
 def fill(engine: Engine, now: datetime = NOW) -> None:
@@ -64,6 +65,27 @@ def test_the_site_is_written_whole_and_replaced_whole(tmp_path: Path) -> None:
     write_site(second, target)
     assert set(tree(target)) == {"index.html", "sessions/index.html", MARKER}
     assert siblings(target) == ["site"]  # no temporary folder left behind
+    write_site(second, target)  # into the folder put aside, which held the stray file
+    assert set(tree(target)) == {"index.html", "sessions/index.html", MARKER}
+    write_site(first, target)
+    assert tree(target) == first | {MARKER: (target / MARKER).read_bytes()}
+
+
+def test_a_rebuild_writes_only_the_files_that_changed(tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    files = build_site(sample_data(), Settings(), NOW)
+    write_site(files, target)
+    write_site(files, target)
+    spare = tmp_path / ".site.spare"  # the first folder, put aside: the next build reuses it
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in spare.rglob("*") if p.is_file()}
+    changed = files | {"index.html": files["index.html"] + b"<!-- changed -->\n"}
+    write_site(changed, target)
+    after = {
+        target / p.relative_to(spare): stat for p, stat in before.items()
+    }  # the same files, now served
+    kept = [p for p, stat in after.items() if (p.stat().st_ino, p.stat().st_mtime_ns) == stat]
+    assert sorted(p.name for p in set(after) - set(kept)) == ["index.html"]
+    assert (target / "index.html").read_bytes().endswith(b"<!-- changed -->\n")
 
 
 def test_writing_the_same_build_twice_gives_identical_files(engine: Engine, tmp_path: Path) -> None:
@@ -79,10 +101,13 @@ def test_a_failed_write_keeps_the_previous_site_and_leaves_nothing(tmp_path: Pat
     target = tmp_path / "site"
     write_site({"index.html": b"old"}, target)
     before = tree(target)
-    with pytest.raises(OSError):
-        write_site({"a": b"a file", "a/b.html": b"under a file"}, target)
+    with pytest.raises(OSError):  # a name longer than any file system takes
+        write_site({"index.html": b"new", f"{'x' * 300}.html": b"too long"}, target)
     assert tree(target) == before
     assert siblings(target) == ["site"]
+    with pytest.raises(ValueError, match="both a file and a folder"):
+        write_site({"a": b"a file", "a/b.html": b"under a file"}, target)
+    assert tree(target) == before
 
 
 def test_a_folder_the_bot_did_not_write_is_never_replaced(tmp_path: Path) -> None:
@@ -116,8 +141,9 @@ def test_the_rename_swap_fallback_replaces_the_site_too(tmp_path: Path) -> None:
     new = tmp_path / ".site.new-test"
     new.mkdir()
     (new / "index.html").write_bytes(b"new")
-    rename_swap(new, target)
+    rename_swap(new, target, tmp_path / ".site.spare")
     assert tree(target) == {"index.html": b"new"}
+    assert (tmp_path / ".site.spare" / "index.html").read_bytes() == b"old"
     assert siblings(target) == ["site"]
 
 

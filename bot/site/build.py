@@ -69,6 +69,7 @@ def site_environment(settings: Settings) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # one build: no file is looked at twice
     )
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from functools import lru_cache
 from urllib.parse import quote, urlencode, urlsplit
 
 GOOGLE_CALENDAR = "https://calendar.google.com/calendar/render"
 OUTLOOK_CALENDAR = "https://outlook.live.com/calendar/0/action/compose"
 
 
+@lru_cache(maxsize=4096)
 def safe_href(url: str | None) -> str | None:
     """`url` when it is an http(s) URL with a host, else None: data never becomes a live link
     to `javascript:` or anything else, whatever reached the database."""

@@ -28,7 +28,7 @@ _SCHEMA = "https://schema.org/"
 
 def iso_z(value: datetime) -> str:
     """ "2026-12-14T15:00:00Z": the form of every `<time datetime>` and feed date."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def paragraphs(text: str | None) -> list[str]:
