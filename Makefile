@@ -25,6 +25,9 @@ run: $(STAMP)
 # Four pytest workers on two cores: most tests wait on real processes (started, killed, timed
 # out), so four keep the cores busy; worksteal evens out the long tests. About 10 minutes.
 test: $(STAMP)
+	@# The tests start thousands of `bot` processes; where PYTHONDONTWRITEBYTECODE is set, none
+	@# would cache the bytecode of bot/ and each would compile it again.
+	$(BIN)/python -m compileall -q bot examples/webhook-channel >/dev/null
 	$(BIN)/python -m pytest -q -n 4 --dist worksteal
 
 lint: $(STAMP)

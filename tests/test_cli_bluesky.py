@@ -303,7 +303,8 @@ def test_a_wrong_app_password_fails_at_once(
     assert "wxyz-wxyz-wxyz-wxyz" not in cli.output
 
 
-@pytest.mark.parametrize("fault", ["hang", "no_body"])
+# "no_body" takes the same path; it is proven against the stand-in in the unit tests.
+@pytest.mark.parametrize("fault", ["hang"])
 def test_a_lost_answer_after_the_post_settles_itself(
     make_cli: Make, bluesky_server: BlueskyStandIn, start: datetime, fault: str
 ) -> None:

@@ -238,7 +238,8 @@ def test_a_refused_token_fails_at_once(cli: Slack, slack: SlackStandIn) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", ["hang", "no_body"])
+# "no_body" takes the same path; it is proven against the stand-in in the unit tests.
+@pytest.mark.parametrize("fault", ["hang"])
 def test_a_bot_post_whose_answer_was_lost_settles_itself(
     bot_cli: Slack, slack: SlackStandIn, fault: str
 ) -> None:

@@ -224,7 +224,8 @@ def test_a_migrated_group_fails_naming_the_variable_and_the_new_id(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", ["hang", "no_body"])
+# "no_body" takes the same path; it is proven against the stand-in in the unit tests.
+@pytest.mark.parametrize("fault", ["hang"])
 def test_no_answer_after_the_request_stays_uncertain_and_is_posted_once(
     make_group: MakeGroup, sqlite_url: str, telegram_server: TelegramStandIn, fault: str
 ) -> None:
