@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.test_deploy import run_step  # a `run:` step as GitHub runs it, with this venv
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / "deploy" / "github-actions" / "site.yml"
 SITE = ROOT / "deploy" / "site"
 EXAMPLE = ROOT / "examples" / "sessions.yaml"
-VENV_BIN = Path(sys.executable).parent
 SITE_DIR = "/var/www/reading-group/site"
 
 
@@ -35,19 +36,6 @@ def steps(job: dict[str, Any]) -> list[dict[str, Any]]:
     found = job["steps"]
     assert isinstance(found, list)
     return found
-
-
-def bash(script: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """A `run:` step as GitHub runs it (`bash -e`), with this checkout's virtualenv on PATH."""
-    path = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"
-    return subprocess.run(
-        ["bash", "-e", "-c", script],
-        env={"HOME": str(cwd), **env, "PATH": path},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_the_pages_workflow_builds_on_changes_and_hourly_and_deploys(
@@ -94,7 +82,7 @@ def test_the_pages_workflow_steps_build_the_same_site_run_after_run(
     for _ in range(2):  # two runs; the database folder stays, as the cache step restores it
         (workspace / "_site").exists() and subprocess.run(["rm", "-rf", str(workspace / "_site")])
         for script in scripts:
-            result = bash(script, env, workspace)
+            result = run_step(script, env, workspace)
             assert result.returncode == 0, (script, result.stdout, result.stderr)
         site = workspace / "_site"
         sites.append({p.relative_to(site): p.read_bytes() for p in site.rglob("*") if p.is_file()})
