@@ -68,6 +68,7 @@ def test_the_pages_workflow_builds_on_changes_and_hourly_and_deploys(
     assert set(build["env"]) <= documented, set(build["env"]) - documented
 
 
+@pytest.mark.slow  # real `python -m bot` processes
 def test_the_pages_workflow_steps_build_the_same_site_run_after_run(
     workflow: dict[Any, Any], tmp_path: Path
 ) -> None:
@@ -96,6 +97,7 @@ def test_the_pages_workflow_steps_build_the_same_site_run_after_run(
     assert "example.zoom.us" not in index  # the meeting link stays off the public site
 
 
+@pytest.mark.slow  # real `python -m bot` processes
 def test_the_cron_line_rebuilds_the_site_silently(tmp_path: Path) -> None:
     install = tmp_path / "srv-bot"
     install.mkdir()

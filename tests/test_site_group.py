@@ -177,6 +177,7 @@ def test_a_dry_run_reports_the_group_and_writes_nothing(engine: Engine) -> None:
     assert load_all_sessions(engine) == []
 
 
+@pytest.mark.slow  # real `python -m bot` processes
 def test_a_file_with_a_bad_group_changes_nothing_through_the_cli(tmp_path: Path) -> None:
     bot = BotCli(tmp_path, {"DATABASE_URL": f"sqlite:///{tmp_path}/bot.db"})
     good = tmp_path / "good.yaml"

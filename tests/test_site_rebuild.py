@@ -260,6 +260,7 @@ def bot(tmp_path: Path) -> BotCli:
     return BotCli(tmp_path / "cwd", {"DATABASE_URL": f"sqlite:///{tmp_path}/bot.db"})
 
 
+@pytest.mark.slow  # real `python -m bot` processes
 def test_site_build_writes_the_site_and_the_same_data_gives_the_same_files(
     bot: BotCli, tmp_path: Path
 ) -> None:
@@ -278,6 +279,7 @@ def test_site_build_writes_the_site_and_the_same_data_gives_the_same_files(
     assert "Alpha talk" in first["sessions/alpha/index.html"].decode()
 
 
+@pytest.mark.slow  # real `python -m bot` processes
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
@@ -297,6 +299,7 @@ def test_site_build_problems_are_one_line_and_exit_2(
     assert "Traceback" not in err
 
 
+@pytest.mark.slow  # real `python -m bot` processes
 def test_import_set_cancel_and_send_rebuild_site_dir(bot: BotCli, tmp_path: Path) -> None:
     site = tmp_path / "www" / "group"
     bot.env |= {"SITE_DIR": str(site), "CHANNELS": "console", "REMINDERS": "announce=7d"}
@@ -322,6 +325,7 @@ def test_import_set_cancel_and_send_rebuild_site_dir(bot: BotCli, tmp_path: Path
     assert (site / "index.html").exists(), err
 
 
+@pytest.mark.slow  # real `python -m bot` processes
 def test_a_failed_rebuild_does_not_fail_the_change(bot: BotCli, tmp_path: Path) -> None:
     site = tmp_path / "site"
     broken = tmp_path / "templates" / "site"
