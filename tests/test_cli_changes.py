@@ -198,6 +198,7 @@ def test_a_second_move_to_the_same_time_gets_its_own_notice(
 # ---------------------------------------------------------------- cancelled (rule 7)
 
 
+@sqlite_only
 def test_a_cancel_tells_each_channel_that_had_something_once(
     group: Group, smtp_server: SmtpStandIn, x_server: XStandIn
 ) -> None:
@@ -369,6 +370,7 @@ def test_check_reports_deliveries_waiting_for_an_operator(
     assert uncertain.endswith(f"`bot deliveries resolve or retry {ids['x']}`")
 
 
+@sqlite_only
 def test_check_lists_a_delivery_that_is_still_retrying(group: Group, x_server: XStandIn) -> None:
     group.import_(a_session("slow", on_the_minute(real_now() + 5 * D)))
     x_server.set_fault("status_503")  # X keeps answering 503: not taken, retried with backoff

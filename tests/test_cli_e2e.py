@@ -235,6 +235,7 @@ def test_concurrent_passes_send_each_delivery_once(
 # ---------------------------------------------------------------- dry run
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # SQL: both engines in-process
 def test_dry_run_prints_the_full_text_and_touches_nothing(
     bot: BotCli,
     imported: Importer,
@@ -284,6 +285,7 @@ def test_dry_run_creates_no_sqlite_file(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- retries and failures
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # SQL: both engines in-process
 def test_transient_failures_back_off_then_send(
     bot: BotCli,
     imported: Importer,
@@ -347,6 +349,7 @@ def test_rate_limit_waits_for_the_reset_time(
     assert len(x_server.posts) == 1
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # SQL: both engines in-process
 def test_refused_for_good_fails_at_once_and_is_never_retried(
     bot: BotCli,
     imported: Importer,
@@ -425,6 +428,7 @@ def test_a_pass_after_the_start_reports_missed(
     assert planned == {k: v for k, v in got.items() if k[0] != "announce"}
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # SQL: both engines in-process
 def test_session_added_late_sends_only_the_nearest_reminder(
     bot: BotCli, imported: Importer, smtp_server: SmtpStandIn, x_server: XStandIn
 ) -> None:
@@ -452,6 +456,7 @@ def test_session_added_late_sends_only_the_nearest_reminder(
     assert statuses == got
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # SQL: both engines in-process
 def test_importing_past_sessions_sends_and_plans_nothing(
     bot: BotCli, imported: Importer, smtp_server: SmtpStandIn, x_server: XStandIn
 ) -> None:
@@ -534,6 +539,7 @@ def test_preview_shows_a_change_notice_that_is_due(
     assert "=== cancelled · console (first=False) ===" in out and "will not take place" in out
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # SQL: both engines in-process
 def test_export_round_trips(bot: BotCli, tmp_path: Path, start: datetime) -> None:
     sessions = [
         a_session("utc-instant", start),
