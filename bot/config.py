@@ -23,7 +23,12 @@ MAX_OFFSET = timedelta(days=365)  # reminder offsets and RECORDING_WINDOW
 TLS_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
-UID_FALLBACK = "reading-group-bot"  # no SITE_URL, GROUP_URL or EMAIL_FROM to name the group
+UID_FALLBACK = "reading-group-bot"
+YOUTUBE_FEED = "https://www.youtube.com/feeds/videos.xml?channel_id={id}"
+# A YouTube channel id: "UC" and 22 characters of URL-safe base64.
+_CHANNEL_ID = re.compile(
+    r"^UC[A-Za-z0-9_-]{22}$"
+)  # no SITE_URL, GROUP_URL or EMAIL_FROM to name the group
 
 
 class Secret:
@@ -108,6 +113,11 @@ class Settings:
     # Channels whose messages carry the meeting link (None: every channel); the others say
     # where to find it.
     meeting_link_channels: tuple[str, ...] | None = None
+    # Recordings (SPEC §10): the group's YouTube channel and its feed; "" turns them off.
+    youtube_channel_id: str = ""
+    youtube_feed_url: str = ""
+    recordings_poll: timedelta = timedelta(minutes=15)
+    recordings_auto: bool = True
     channel_configs: Mapping[str, Any] = field(default_factory=dict)
     # Problems of the channels' own variables: commands that send (and `check`) refuse to run
     # with them; commands that only read or manage data work, with a one-line warning.
@@ -294,6 +304,22 @@ def _url(reader: _Reader, name: str) -> str:
     return value
 
 
+def _youtube(reader: _Reader) -> tuple[str, str]:
+    """YOUTUBE_CHANNEL_ID and the feed URL read for it (YOUTUBE_FEED_URL, else YouTube's own)."""
+    channel_id = reader.get("YOUTUBE_CHANNEL_ID")
+    if channel_id and not _CHANNEL_ID.match(channel_id):
+        reader.problem(
+            "YOUTUBE_CHANNEL_ID",
+            "must be a channel id: UC and 22 letters, digits, - or _",
+            channel_id,
+        )
+        channel_id = ""
+    feed = _url(reader, "YOUTUBE_FEED_URL")
+    if not feed and channel_id:
+        feed = YOUTUBE_FEED.format(id=channel_id)
+    return channel_id, feed
+
+
 def _channel_configs(
     env: Mapping[str, str], reader: _Reader, channels: tuple[str, ...]
 ) -> tuple[dict[str, Any], list[str], list[str]]:
@@ -345,6 +371,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     if templates_dir and not Path(templates_dir).is_dir():
         reader.problem("TEMPLATES_DIR", "not a directory", templates_dir)
     day = timedelta(days=1)
+    youtube_id, youtube_feed = _youtube(reader)
     settings = Settings(
         database_url=_database_url(reader),
         channels=channels,
@@ -375,6 +402,15 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         )
         in ("on", "true", "1"),
         meeting_link_channels=meeting,
+        youtube_channel_id=youtube_id,
+        youtube_feed_url=youtube_feed,
+        recordings_poll=reader.duration(
+            "RECORDINGS_POLL", "15m", least=timedelta(minutes=1), most=day
+        ),
+        recordings_auto=reader.choice(
+            "RECORDINGS_AUTO", "on", ("on", "off", "true", "false", "1", "0")
+        )
+        in ("on", "true", "1"),
         channel_configs=configs,
         channel_problems=tuple(channel_problems),
         secret_texts=tuple(secrets),

@@ -104,6 +104,42 @@ class SiteData:
     changed_at: Mapping[str, datetime] = field(default_factory=dict)  # id -> its last change
     created_at: Mapping[str, datetime] = field(default_factory=dict)  # id -> when it was added
     moved: frozenset[str] = frozenset()  # ids whose start was changed after they were added
+    videos: tuple[Video, ...] = ()  # the group's latest YouTube videos, newest first
+    video_sessions: Mapping[str, str] = field(default_factory=dict)  # video id -> session id
+
+
+@dataclass(frozen=True)
+class Video:
+    """One upload of the group's YouTube channel, as its public feed describes it (SPEC §10)."""
+
+    video_id: str
+    title: str
+    url: str  # the watch page
+    published_at: datetime  # aware, UTC
+    updated_at: datetime | None = None
+    description: str = ""
+
+
+# What a recording match is now: waiting for the operator's word (or for RECORDINGS_AUTO),
+# applied (the session's recording_url came from it), rejected (never proposed again), replaced
+# (applied, then the URL was changed or cleared by hand: never applied again by the feed), or
+# closed (no longer proposed: the session got its recording another way).
+MATCH_STATES = ("waiting", "applied", "rejected", "replaced", "closed")
+
+
+@dataclass(frozen=True)
+class RecordingMatch:
+    """A video proposed as a session's recording, and what became of it."""
+
+    session_id: str
+    video_id: str
+    kind: str  # certain | probable
+    score: int  # 100 when certain; else rapidfuzz's token_set_ratio, rounded
+    why: str
+    status: str = "waiting"
+    found_at: datetime | None = None
+    decided_at: datetime | None = None
+    decided_by: str | None = None  # auto | operator | the reason a match was closed
 
 
 # Notices that announce a change of a session's state rather than remind of it (SPEC §6 rule 6).

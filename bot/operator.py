@@ -137,6 +137,13 @@ def check(engine: Engine, settings: Settings, now: datetime, online: bool) -> li
             except NotifierError as exc:
                 login.append(f"channel {channel}: cannot log in ({exc})")
         dispatcher.close()
+        if settings.youtube_feed_url:
+            from bot.recordings.feed import FeedError, read
+
+            try:
+                read(settings.youtube_feed_url)
+            except FeedError as exc:
+                login.append(f"recordings: the YouTube feed cannot be read ({exc})")
     problems = _plan_problems(engine, settings, now, include_plan=True)
     with engine.connect() as conn:
         # Failed ones only while a retry can still help; uncertain ones until someone settles them.
@@ -169,4 +176,17 @@ def check(engine: Engine, settings: Settings, now: datetime, online: bool) -> li
         problems.append(
             f"{_describe(row)}: {row.status} ({row.reason}); `bot deliveries {action} {row.id}`"
         )
-    return problems + login
+    return problems + _waiting_recordings(engine) + login
+
+
+def _waiting_recordings(engine: Engine) -> list[str]:
+    """Recording matches that wait for the operator's word."""
+    from bot.store.recordings import load_matches
+
+    with engine.connect() as conn:
+        waiting = [m for m in load_matches(conn) if m.status == "waiting"]
+    return [
+        f"recordings: session {m.session_id} may be video {m.video_id} ({m.kind}, {m.why}); "
+        f"`bot recordings accept {m.session_id} {m.video_id}` or `reject`"
+        for m in sorted(waiting, key=lambda m: (m.session_id, m.video_id))
+    ]

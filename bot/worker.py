@@ -102,6 +102,8 @@ class Worker:
             extra={"event": "worker_started"},
         )
         self._scheduler.start()
+        if self.settings.youtube_feed_url:  # SPEC §10: the feed, every RECORDINGS_POLL
+            threading.Thread(target=self._recordings_loop, name="recordings", daemon=True).start()
         self._scheduler.add_job(
             self.tick,
             "interval",
@@ -227,6 +229,76 @@ class Worker:
             self._arm(result)
             # After the pass and its wake-ups: the website lags a pass rather than a notice.
             self.site.after_pass(bool(result.outcomes), self.clock())
+
+    # -------------------------------------------------------------- recordings
+
+    def _recordings_loop(self) -> None:
+        """Read the feed now and every RECORDINGS_POLL, in a thread of its own: a slow feed never
+        delays a due send, and a stop never waits for it (nothing is written mid-request)."""
+        while not self.stopping.is_set():
+            self.sync_recordings()
+            self.stopping.wait(self.settings.recordings_poll.total_seconds())
+
+    def sync_recordings(self) -> None:
+        """One recordings sync. A feed that cannot be read is a warning and a retry at the next
+        poll, never a change; an applied match makes the `recording` notice due, so a pass runs
+        at once. Never raises."""
+        from bot.recordings.feed import FeedError
+        from bot.recordings.sync import sync
+
+        poll = format_duration(self.settings.recordings_poll)
+        try:
+            report = sync(self.engine, self.settings, self.clock())
+        except FeedError as exc:
+            log.warning(
+                "recordings: the feed could not be read (%s); nothing changed, next try in %s",
+                exc,
+                poll,
+                extra={"event": "feed_unavailable"},
+            )
+            return
+        except SQLAlchemyError as exc:
+            log.error(
+                "recordings: database unavailable, next try in %s: %s",
+                poll,
+                str(exc).splitlines()[0],
+                extra={"event": "database_error"},
+            )
+            return
+        except Exception:
+            log.exception("recordings sync failed", extra={"event": "recordings_failed"})
+            return
+        for p in report.applied:
+            log.info(
+                "recordings: %s <- %s applied (%s)",
+                p.session_id,
+                p.video_id,
+                p.why,
+                extra={"event": "recording_applied"},
+            )
+        for p in report.proposed:
+            log.info(
+                "recordings: %s may be %s (%s); `bot recordings accept %s %s`",
+                p.session_id,
+                p.video_id,
+                p.why,
+                p.session_id,
+                p.video_id,
+                extra={"event": "recording_proposed"},
+            )
+        for note in report.notes if report.changed else ():
+            log.info("recordings: %s", note, extra={"event": "recording_note"})
+        if report.applied and self._scheduler is not None and not self.stopping.is_set():
+            self._scheduler.add_job(
+                self.tick,
+                "date",
+                run_date=datetime.now(UTC),
+                id="recordings",
+                replace_existing=True,
+            )
+        elif report.changed and not self.stopping.is_set():
+            with self._pass_lock:
+                self.site.after_pass(True, self.clock())
 
     def _announce(self) -> None:
         """After the catch-up pass, say what the worker knows and what it will send next."""

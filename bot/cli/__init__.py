@@ -2,7 +2,7 @@
 
 `common` holds the root group and what every command shares; each other module registers its
 commands on import: `passes` (send, run, plan, preview), `data` (sessions, ics), `ledger`
-(deliveries, check), `ops` (db, health), `site` (site build).
+(deliveries, check), `ops` (db, health), `site` (site build), `recordings` (recordings …).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import sys
 
 import click
 
-from bot.cli import data, ledger, ops, passes, site
+from bot.cli import data, ledger, ops, passes, recordings, site
 from bot.cli.common import EXIT_BAD_INPUT, cli
 
-__all__ = ["cli", "data", "ledger", "main", "ops", "passes", "site"]
+__all__ = ["cli", "data", "ledger", "main", "ops", "passes", "recordings", "site"]
 
 
 def main() -> None:

@@ -35,7 +35,8 @@ class App:
         self.json = False
         # Set by the commands that send (and `check`): a channel's bad variables are then fatal;
         # the others only warn, so data can be managed before every channel is set up.
-        self.sending = False
+        # May be a function of the settings: `recordings sync` sends only when it would apply.
+        self.sending: bool | Callable[[Settings], bool] = False
         self._settings: Settings | None = None
         self._engine: Engine | None = None
 
@@ -50,7 +51,7 @@ class App:
             level = "DEBUG" if self.verbose else settings.log_level
             setup_logging(level, settings.log_format, secret_values(settings))
             if settings.channel_problems:
-                if self.sending:
+                if self.sending(settings) if callable(self.sending) else self.sending:
                     settings.require_channels()
                 count = len(settings.channel_problems)
                 click.echo(

@@ -39,6 +39,20 @@ CALENDAR_HISTORY = timedelta(days=90)  # calendar.ics holds what `bot ics` holds
 LATEST = 6  # past sessions on the front page
 UPCOMING = 10  # upcoming sessions on the front page, after the next one
 RECORDINGS = 6
+VIDEOS = 6  # the group's latest YouTube videos (SPEC §10), when the feed is read
+
+
+@dataclass(frozen=True)
+class VideoView:
+    """One of the group's latest videos, as the front page lists it."""
+
+    title: str
+    url: str
+    published: str  # ISO 8601, Z
+    date: str  # the day it came out, in the reference zone
+    session_path: str | None  # the page of the session it is the recording of
+
+
 STATIC = ("style.css", "site.js")  # copied as they are from templates/site/
 
 
@@ -149,6 +163,7 @@ def build_site(data: SiteData, settings: Settings, now: datetime) -> dict[str, b
             more_upcoming=max(0, len(upcoming) - (featured is not None) - UPCOMING),
             latest=[v for v in past if not v.cancelled][:LATEST],
             recordings=[v for v in past if v.recording_url][:RECORDINGS],
+            videos=_videos(data, settings),
             total=len(views),
         ),
         "sessions/index.html": pages.render(
@@ -170,6 +185,27 @@ def build_site(data: SiteData, settings: Settings, now: datetime) -> dict[str, b
     for name in STATIC:
         files[name] = pages.static(name)
     return dict(sorted(files.items()))
+
+
+def _videos(data: SiteData, settings: Settings) -> list[VideoView]:
+    known = {s.id for s in data.sessions}
+    shown = []
+    for video in data.videos[:VIDEOS]:
+        url = safe_href(video.url)
+        if url is None:
+            continue
+        session = data.video_sessions.get(video.video_id)
+        local = video.published_at.astimezone(settings.reference_zone)
+        shown.append(
+            VideoView(
+                title=video.title or video.video_id,
+                url=url,
+                published=iso_z(video.published_at),
+                date=f"{local:%B} {local.day}, {local.year}",
+                session_path=f"sessions/{session}/" if session in known else None,
+            )
+        )
+    return shown
 
 
 def _feed(

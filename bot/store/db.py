@@ -15,7 +15,7 @@ from bot.errors import ConfigError, DatabaseGoneError, SchemaError
 
 # The newest migration in bot/migrations/versions. A test checks it against Alembic's own head,
 # so that a cron `bot send` can compare versions without importing Alembic.
-SCHEMA_HEAD = "0005_group_block"
+SCHEMA_HEAD = "0006_recordings"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 

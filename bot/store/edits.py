@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import yaml
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
+from bot.domain import SessionData
 from bot.errors import DataError, UsageError
 from bot.sources.sessions_file import export_sessions, parse_sessions
 from bot.store.imports import ImportReport, edit_transaction, plan_import, write_import
@@ -59,18 +60,29 @@ def _has_offset(value: str) -> bool:
 
 
 def edit_session(
-    engine: Engine, session_id: str, pairs: Sequence[str], now: datetime, source: str = "set"
+    engine: Engine,
+    session_id: str,
+    pairs: Sequence[str],
+    now: datetime,
+    source: str = "set",
+    *,
+    check: Callable[[SessionData], None] | None = None,
+    also: Callable[[Connection], None] | None = None,
 ) -> ImportReport:
     """Change fields of one session; DataError names each bad field and value, writes nothing.
 
     The session is read, validated and written inside one write transaction holding its row,
-    so two edits of different fields at once both stick.
+    so two edits of different fields at once both stick. `check` sees the session as it is in
+    that transaction and may raise to refuse the edit; `also` writes more in the same
+    transaction (a recording match applied with the URL it gave).
     """
     found, problems = _assignments(pairs)
     with edit_transaction(engine, session_id) as conn:
         current = load_sessions(conn, session_id=session_id)
         if not current:
             raise UsageError(f"sessions {source}: no session with id {session_id!r}")
+        if check is not None:
+            check(current[0])
         doc = yaml.safe_load(export_sessions(current))
         raw = doc["sessions"][0]
         if raw.get("timezone") and isinstance(raw.get("starts_at"), datetime):
@@ -87,4 +99,6 @@ def edit_session(
         existing = {current[0].id: current[0]}
         report, writes = plan_import(conn, existing, [edited], now, False, ImportReport(), source)
         write_import(conn, writes, now)
+        if also is not None:
+            also(conn)
     return report

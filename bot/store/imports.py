@@ -94,6 +94,7 @@ def import_sessions(
     if dry_run:
         with engine.connect() as conn, conn.begin():
             existing = {s.id: s for s in load_sessions(conn)}
+            sessions = keep_feed_recordings(conn, existing, sessions)
             report = plan_import(
                 conn, existing, sessions, now, prune, ImportReport(dry_run=True), source
             )[0]
@@ -102,11 +103,30 @@ def import_sessions(
             return report
     with edit_transaction(engine) as conn:
         existing = {s.id: s for s in load_sessions(conn)}
+        sessions = keep_feed_recordings(conn, existing, sessions)
         report, writes = plan_import(conn, existing, sessions, now, prune, ImportReport(), source)
         write_import(conn, writes, now)
         if group is not None:
             report = replace(report, group=save_group(conn, group, now))
     return report
+
+
+def keep_feed_recordings(
+    conn: Connection, existing: dict[str, SessionData], sessions: list[SessionData]
+) -> list[SessionData]:
+    """A file that says nothing of `recording_url` keeps the one the YouTube feed gave (the
+    organiser's file predates the upload); a file that gives one wins, and `sessions set ID
+    recording_url=` clears it."""
+    from bot.store.recordings import applied_recordings
+
+    silent = [s.id for s in sessions if s.recording_url is None and s.id in existing]
+    if not silent:
+        return sessions
+    kept = applied_recordings(conn, silent)
+    return [
+        replace(s, recording_url=kept[s.id]) if s.recording_url is None and s.id in kept else s
+        for s in sessions
+    ]
 
 
 def plan_import(

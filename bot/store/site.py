@@ -10,7 +10,15 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select
 from bot.domain import GROUP_LINKS, GroupInfo, GroupLinks, Organizer, SiteData
 from bot.store.db import is_sqlite
 from bot.store.reads import load_sessions
-from bot.store.tables import group_organizers, group_profile, session_changes, sessions
+from bot.store.recordings import LATEST_VIDEOS, load_videos, video_sessions
+from bot.store.tables import (
+    group_organizers,
+    group_profile,
+    recording_matches,
+    session_changes,
+    sessions,
+    videos,
+)
 
 GROUP_ROW = 1  # the one row of group_profile
 
@@ -64,6 +72,8 @@ def load_site(engine: Engine) -> SiteData:
                 conn.scalars(select(c.session_id).where(c.field == "starts_at").distinct())
             )
             group, group_changed_at = load_group(conn)
+            latest = tuple(load_videos(conn, LATEST_VIDEOS))
+            matched = video_sessions(conn)
     return SiteData(
         sessions=tuple(found),
         group=group,
@@ -71,6 +81,8 @@ def load_site(engine: Engine) -> SiteData:
         changed_at={r.id: r.updated_at for r in stamps},
         created_at={r.id: r.created_at for r in stamps},
         moved=moved,
+        videos=latest,
+        video_sessions={v.video_id: matched[v.video_id] for v in latest if v.video_id in matched},
     )
 
 
@@ -80,7 +92,9 @@ def site_fingerprint(engine: Engine) -> tuple[object, ...]:
         count, latest = conn.execute(select(func.count(), func.max(sessions.c.updated_at))).one()
         group_at = conn.execute(select(group_profile.c.updated_at)).scalar()
         edits = conn.execute(select(func.max(session_changes.c.id))).scalar()
-    return (count, latest, group_at, edits)
+        seen = conn.execute(select(func.count(), func.max(videos.c.first_seen_at))).one()
+        applied = conn.execute(select(func.max(recording_matches.c.decided_at))).scalar()
+    return (count, latest, group_at, edits, tuple(seen), applied)
 
 
 def stored_group(engine: Engine) -> GroupInfo | None:

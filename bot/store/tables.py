@@ -204,6 +204,36 @@ group_organizers = Table(
     Column("photo", Text),
 )
 
+# The group's YouTube uploads seen in its feed (SPEC §10): kept after they leave the feed's newest
+# 15, so a session whose recording is uploaded late, or a sync that was down, still finds it.
+videos = Table(
+    "videos",
+    metadata,
+    Column("video_id", String(40), primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("published_at", UTCDateTime, nullable=False, index=True),
+    Column("updated_at", UTCDateTime),
+    Column("description", Text, nullable=False, default=""),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+)
+
+# Videos proposed as sessions' recordings, and the operator's (or RECORDINGS_AUTO's) word on them.
+recording_matches = Table(
+    "recording_matches",
+    metadata,
+    Column("session_id", String(80), primary_key=True),
+    Column("video_id", String(40), primary_key=True),
+    Column("kind", String(16), nullable=False),  # certain | probable
+    Column("score", Integer, nullable=False),  # rounded token_set_ratio; 100 when certain
+    Column("why", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # waiting | applied | rejected | closed
+    Column("found_at", UTCDateTime, nullable=False),
+    Column("decided_at", UTCDateTime),
+    Column("decided_by", String(80)),
+    Index("ix_recording_matches_status", "status"),
+)
+
 heartbeats = Table(
     "heartbeats",
     metadata,
