@@ -415,3 +415,23 @@ def test_a_recording_cleared_or_changed_by_hand_is_never_applied_again(
     assert get_session(engine, "llada").recording_url == CERTAIN.url  # type: ignore[union-attr]
     with pytest.raises(UsageError, match="already the recording of session llada"):
         accept(engine, "next", CERTAIN.video_id, NOW + 5 * H)
+
+
+def test_a_new_upload_after_a_recording_was_cleared_by_hand_is_applied_at_once(
+    engine: Engine, youtube_feed: FeedStandIn
+) -> None:
+    """Found by the model: the match whose URL the organiser cleared is no rival of the re-upload
+    in the very sync that marks it `replaced` (else a second sync would apply what the first did
+    not)."""
+    fill(engine)
+    youtube_feed.add(CERTAIN)
+    settings = settings_for(youtube_feed)
+    sync(engine, settings, NOW)
+    edit_session(engine, "diffucoder", ["recording_url="], NOW + H)
+    again = replace(CERTAIN, video_id="Re7uPl0adXx", published=NOW + H)
+    youtube_feed.add(again)
+    report = sync(engine, settings, NOW + 2 * H)
+    assert [p.video_id for p in report.applied] == [again.video_id]
+    before = snapshot(engine)
+    assert not sync(engine, settings, NOW + 3 * H).changed
+    assert snapshot(engine) == before

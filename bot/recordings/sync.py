@@ -63,7 +63,13 @@ def _matching(
         now,
         site_url=settings.site_url,
         window=settings.recording_window,
-        excluded=frozenset(k for k, m in matches.items() if m.status in ("rejected", "replaced")),
+        # Never again: rejected pairs, and applied ones whose URL was changed by hand (marked
+        # `replaced` by this sync, if not before).
+        excluded=frozenset(
+            k
+            for k, m in matches.items()
+            if m.status in ("rejected", "replaced") or (m.status == "applied" and k not in current)
+        ),
         taken=frozenset(video_id for _, video_id in current),
     )
     return found, sessions, matches, current
