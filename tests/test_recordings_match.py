@@ -237,6 +237,12 @@ def test_rejected_pairs_and_taken_videos_are_never_proposed() -> None:
     assert pairs(run([p], [DIFFUCODER], excluded=frozenset({("diffucoder", "voaaaaaaaaa")}))) == []
 
 
+def test_a_video_a_session_links_by_hand_is_nobody_elses() -> None:
+    v = video("vtaaaaaaaaa", f"{DIFFUCODER.title} - Gong")
+    other = session("other", DIFFUCODER.title + " (repeat)", recording_url=v.url)
+    assert pairs(run([v], [DIFFUCODER, other])) == []
+
+
 def test_a_rejected_rival_leaves_the_other_video_unique() -> None:
     a = video("vpaaaaaaaaa", f"{DIFFUCODER.title} (Gong)")
     b = video("vqaaaaaaaaa", f"{DIFFUCODER.title} (Gong) [re-upload]")

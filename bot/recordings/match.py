@@ -133,6 +133,9 @@ def match(
 
     by_id = {s.id: s for s in sessions}
     wanting = [s for s in sessions if wants_recording(s, now)]
+    # A video some session already links (set by hand, too) is nobody else's recording.
+    linked = {s.recording_url for s in sessions if s.recording_url}
+    taken = taken | {v.video_id for v in videos if v.url in linked}
     notes: list[str] = []
     proposals: list[Proposal] = []
     claimed: dict[str, list[Video]] = {}  # session -> videos whose description names only it
