@@ -46,7 +46,7 @@ from bot.store.imports import import_sessions
 from bot.store.reads import get_session
 from tests.support.data import deliveries
 
-EXAMPLES = int(os.environ.get("BOT_MODEL_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("BOT_MODEL_EXAMPLES", "50"))
 STEPS = int(os.environ.get("BOT_MODEL_STEPS", "30"))
 
 D, H, M = timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)
