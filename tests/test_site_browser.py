@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import Engine
 
 from bot.config import Settings
-from bot.domain import Paper, Speaker
+from bot.domain import Paper, SessionData, Speaker
 from bot.site.rebuild import build_into
 from bot.sources.sessions_file import parse_session_file
 from bot.store.db import ensure_schema, make_engine
@@ -102,6 +102,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     group = replace(found.group, organizers=organizers)
     upcoming = [replace(found.sessions[0], meeting_url=LONG_URL), *found.sessions[1:]]
     import_sessions(engine, [*past, *upcoming], now=NOW - timedelta(days=60), group=group)
+    _add_videos(engine, past)
     settings = Settings(site_url="https://example.org/reading-group", site_meeting_link=True)
     site = root / "site"
     build_into(engine, settings, NOW, site)
@@ -111,6 +112,29 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _add_videos(engine: Engine, past: list[SessionData]) -> None:
+    """The channel's latest uploads, two of them the past sessions' recordings, one with a
+    title no browser can break at a space (the front page's "Latest videos" must still fit)."""
+    from bot.domain import RecordingMatch, Video
+    from bot.store.db import write_transaction
+    from bot.store.recordings import add_match, save_videos
+
+    videos = [
+        Video(s.recording_url.rsplit("=", 1)[1], f"{s.title} ({s.speakers[0].name})",
+              s.recording_url, s.starts_at + timedelta(hours=3))
+        for s in past
+        if s.recording_url
+    ] + [
+        Video("ccccccccccc", "DiscreteDiffusionLanguageModelsATutorialRecordedLive" * 2,
+              "https://www.youtube.com/watch?v=ccccccccccc", NOW - timedelta(hours=1)),
+    ]  # fmt: skip
+    with write_transaction(engine) as conn:
+        save_videos(conn, videos, NOW - timedelta(days=1))
+        for s, v in zip(past, videos, strict=False):
+            add_match(conn, RecordingMatch(s.id, v.video_id, "certain", 100, "test", "applied",
+                                           NOW, NOW, "operator"))  # fmt: skip
 
 
 def _set_zone(browser: Browser, zone: str) -> None:
@@ -133,6 +157,30 @@ def test_the_site_loads_cleanly_and_never_scrolls_sideways(
     assert all(alt and loaded for alt, loaded in images), images
     name = {"": "index", "sessions/": "sessions", "sessions/diffucoder/": "session"}[page]
     assert browser.screenshot(f"site-{name}-{width}").stat().st_size > 10_000
+
+
+def test_the_front_page_lists_the_latest_videos_linking_their_sessions(
+    browser: Browser, served: str
+) -> None:
+    browser.open(served, width=390)
+    heading, links = browser.driver.execute_script(
+        "const s = document.getElementById('recordings');"
+        "return [s.querySelector('h2').textContent,"
+        " Array.from(s.querySelectorAll('li a')).map(a => a.getAttribute('href'))];"
+    )
+    assert heading == "Latest videos"
+    assert links == [
+        "https://www.youtube.com/watch?v=ccccccccccc",  # newest first
+        "https://www.youtube.com/watch?v=bbbbbbbbbbb",
+        "sessions/simple-guidance/",
+        "https://www.youtube.com/watch?v=aaaaaaaaaaa",
+        "sessions/block-diffusion/",
+    ]
+    widest = browser.driver.execute_script(
+        "return Math.max(...Array.from(document.querySelectorAll('#recordings li'))"
+        ".map(li => li.scrollWidth + li.getBoundingClientRect().left));"
+    )
+    assert widest <= 390
 
 
 def test_the_visitor_sees_the_time_in_their_own_zone(browser: Browser, served: str) -> None:
