@@ -60,6 +60,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import regex  # type: ignore[import-untyped, unused-ignore]
 
+from tests.support.standin import LoopbackServer
+
 CREATE_SESSION = "com.atproto.server.createSession"
 REFRESH_SESSION = "com.atproto.server.refreshSession"
 GET_SESSION = "com.atproto.server.getSession"
@@ -206,8 +208,10 @@ class _State:
     access_lifetime: timedelta = ACCESS_LIFETIME
 
 
-class BlueskyStandIn:
+class BlueskyStandIn(LoopbackServer):
     """The loopback PDS; start() it, point BLUESKY_SERVICE_URL at `base_url`, stop() it."""
+
+    name = "the Bluesky stand-in"
 
     def __init__(
         self, *, handle: str = HANDLE, password: str = APP_PASSWORD, did: str = DID
@@ -220,15 +224,15 @@ class BlueskyStandIn:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
+
     # ------------------------------------------------------------ lifecycle
 
     @property
     def base_url(self) -> str:
         """`http://127.0.0.1:PORT`, the value for BLUESKY_SERVICE_URL."""
-        if self._server is None:
-            raise RuntimeError("the Bluesky stand-in is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.origin
 
     def env(self, **more: str) -> dict[str, str]:
         """The variables a bot process needs to post here."""
@@ -238,31 +242,6 @@ class BlueskyStandIn:
             "BLUESKY_SERVICE_URL": self.base_url,
             **more,
         }
-
-    def start(self, port: int = 0) -> BlueskyStandIn:
-        """Listen on a free port (or `port`) in a background thread."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Release held answers, stop listening."""
-        self._state.stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> BlueskyStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ------------------------------------------------------------ what a test sets
 

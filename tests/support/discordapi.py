@@ -38,6 +38,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.support.standin import LoopbackServer
+
 FAULTS = ("ok", "status_429", "status_5xx", "status_401", "hang", "no_body")
 WEBHOOK_ID = "1300000000000000001"
 TOKEN = "Zq3v-TESTTOKEN_k9F2xWm7YpLr0sD4aHc6NbJ8eGu1tVi5oQyXz"
@@ -214,8 +216,10 @@ def pinged(content: str, allowed_mentions: dict[str, Any] | None) -> tuple[str, 
     return tuple(m for m in ("@everyone", "@here") if m in content)
 
 
-class DiscordStandIn:
+class DiscordStandIn(LoopbackServer):
     """The loopback webhook server; start() it, use `webhook_url`, stop() it."""
+
+    name = "the Discord stand-in"
 
     def __init__(
         self,
@@ -233,13 +237,13 @@ class DiscordStandIn:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
+
     @property
     def base_url(self) -> str:
         """`http://127.0.0.1:PORT`."""
-        if self._server is None:
-            raise RuntimeError("the Discord stand-in is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.origin
 
     @property
     def webhook_url(self) -> str:
@@ -249,31 +253,6 @@ class DiscordStandIn:
     def url_for(self, webhook_id: str | None = None, token: str | None = None) -> str:
         """A webhook URL on this server with another id or token (unknown or wrong)."""
         return f"{self.base_url}/api/webhooks/{webhook_id or self.webhook_id}/{token or self.token}"
-
-    def start(self) -> DiscordStandIn:
-        """Listen on a free port in a background thread."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Release hanging answers, stop listening."""
-        self._state.stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> DiscordStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def set_fault(
         self,

@@ -57,6 +57,8 @@ from urllib.parse import parse_qs
 import pytest
 import regex  # type: ignore[import-untyped, unused-ignore]
 
+from tests.support.standin import LoopbackServer
+
 FAULTS = (
     "ok",
     "status_429",
@@ -153,8 +155,10 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class MastodonStandIn:
+class MastodonStandIn(LoopbackServer):
     """The loopback Mastodon instance; start() it, use `base_url` and `token`, stop() it."""
+
+    name = "the Mastodon stand-in"
 
     def __init__(
         self,
@@ -178,13 +182,13 @@ class MastodonStandIn:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
+
     @property
     def base_url(self) -> str:
         """`http://127.0.0.1:PORT`, the value for MASTODON_BASE_URL."""
-        if self._server is None:
-            raise RuntimeError("the Mastodon stand-in is not started")
-        host, port = self._server.server_address[:2]
-        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
+        return self.origin
 
     def env(self, **more: str) -> dict[str, str]:
         """The MASTODON_* variables of a bot process posting here."""
@@ -193,33 +197,6 @@ class MastodonStandIn:
             "MASTODON_ACCESS_TOKEN": self.token,
             **more,
         }
-
-    def start(self) -> MastodonStandIn:
-        """Listen on a free port in a background thread."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        if self.tls is not None:
-            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Release withheld answers, stop listening."""
-        self._state.stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> MastodonStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def set_fault(
         self,

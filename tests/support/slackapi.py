@@ -41,6 +41,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.support.standin import LoopbackServer
+
 FAULTS = (
     "ok",
     "status_429",
@@ -126,8 +128,10 @@ class _State:
     last_ts: float = 0.0
 
 
-class SlackStandIn:
+class SlackStandIn(LoopbackServer):
     """The loopback Slack; start() it, point SLACK_API_BASE_URL or SLACK_WEBHOOK_URL at it."""
+
+    name = "the Slack stand-in"
 
     def __init__(
         self,
@@ -148,13 +152,8 @@ class SlackStandIn:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    @property
-    def origin(self) -> str:
-        """`http://127.0.0.1:PORT`."""
-        if self._server is None:
-            raise RuntimeError("the Slack stand-in is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     @property
     def base_url(self) -> str:
@@ -183,31 +182,6 @@ class SlackStandIn:
     def webhook_env(self, **more: str) -> dict[str, str]:
         """The variables of webhook mode."""
         return {"SLACK_WEBHOOK_URL": self.webhook_url, **more}
-
-    def start(self) -> SlackStandIn:
-        """Listen on a free port in a background thread."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Release hanging requests, stop listening."""
-        self._state.stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> SlackStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def set_fault(
         self,

@@ -39,6 +39,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from tests.support.standin import LoopbackServer
+
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"  # the shape @BotFather gives, not real
 BOT_ID = 123456789
 CHANNEL = "@readinggroup"
@@ -224,8 +226,10 @@ def _chat(chat_id: int, kind: str, title: str, username: str | None = None) -> d
     return chat
 
 
-class TelegramStandIn:
+class TelegramStandIn(LoopbackServer):
     """The loopback Bot API; start() it, point TELEGRAM_API_BASE_URL at `base_url`, stop() it."""
+
+    name = "the Telegram stand-in"
 
     def __init__(self, *, token: str = TOKEN) -> None:
         self.token = token
@@ -237,14 +241,15 @@ class TelegramStandIn:
         self._state = _State()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.server_class = _QuietServer  # a client that gave up is no error here
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     @property
     def base_url(self) -> str:
         """`http://127.0.0.1:PORT`, the value for TELEGRAM_API_BASE_URL."""
-        if self._server is None:
-            raise RuntimeError("the Telegram stand-in is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.origin
 
     def env(self, chat: str = CHANNEL, **more: str) -> dict[str, str]:
         """The variables of a `telegram` channel posting to `chat` here."""
@@ -254,31 +259,6 @@ class TelegramStandIn:
             "TELEGRAM_API_BASE_URL": self.base_url,
             **more,
         }
-
-    def start(self) -> TelegramStandIn:
-        """Listen on a free port in a background thread."""
-        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Release hanging requests, stop listening."""
-        self._state.stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> TelegramStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def set_fault(
         self,

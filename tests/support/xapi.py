@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.standin import LoopbackServer
+
 FAULTS = ("ok", "status_503", "status_429", "status_401", "duplicate_403", "hang", "drop")
 DUPLICATE_DETAIL = "You are not allowed to create a Tweet with duplicate content."
 _STATUS_BODIES: dict[int, dict[str, Any]] = {
@@ -93,8 +95,10 @@ class _State:
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(1_900_000_000_000_000_001))
 
 
-class XStandIn:
+class XStandIn(LoopbackServer):
     """The loopback X API server; start() it, point X_API_BASE_URL at `base_url`, stop() it."""
+
+    name = "the X stand-in"
 
     def __init__(
         self, *, reject_duplicates: bool = True, tls: ssl.SSLContext | None = None
@@ -105,40 +109,13 @@ class XStandIn:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
+
     @property
     def base_url(self) -> str:
         """`http://127.0.0.1:PORT`, the value for X_API_BASE_URL."""
-        if self._server is None:
-            raise RuntimeError("the X stand-in is not started")
-        host, port = self._server.server_address[:2]
-        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
-
-    def start(self) -> XStandIn:
-        """Listen on a free port in a background thread."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        if self.tls is not None:
-            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Release hanging requests, stop listening."""
-        self._state.stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> XStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.origin
 
     def set_fault(
         self,

@@ -23,12 +23,14 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
 import pytest
+
+from tests.support.standin import LoopbackServer
 
 CHANNEL_ID = "UCq0VwLs1gJ8kE2vYpTn4RbA"  # 24 characters, as YouTube's
 CHANNEL_NAME = "Diffusion LM Reading Group"
@@ -124,38 +126,22 @@ class _State:
     requests: list[dict[str, Any]] = field(default_factory=list)
 
 
-class FeedStandIn:
+class FeedStandIn(LoopbackServer):
     """The feed server: start it, point YOUTUBE_FEED_URL at `url`, add videos, set faults."""
+
+    name = "the YouTube feed stand-in"
 
     def __init__(self, channel_id: str = CHANNEL_ID) -> None:
         self.channel_id = channel_id
         self._state = _State()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self._state, channel_id))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler(self._state, self.channel_id)
 
     @property
     def url(self) -> str:
         """The feed's address, as YOUTUBE_FEED_URL."""
-        port = self._server.server_address[1]
-        return f"http://127.0.0.1:{port}/feeds/videos.xml?channel_id={self.channel_id}"
-
-    def start(self) -> FeedStandIn:
-        """Serve in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving (a hanging answer is released)."""
-        self._state.stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> FeedStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return f"{self.origin}/feeds/videos.xml?channel_id={self.channel_id}"
 
     def add(self, *videos: FeedVideo) -> None:
         """Upload videos (the feed shows the newest FEED_SIZE)."""
