@@ -314,10 +314,35 @@ def _youtube(reader: _Reader) -> tuple[str, str]:
             channel_id,
         )
         channel_id = ""
-    feed = _url(reader, "YOUTUBE_FEED_URL")
+    feed = reader.get("YOUTUBE_FEED_URL")
+    if feed:
+        try:
+            parts = urlsplit(feed)
+            shown = f"{parts.scheme}://{parts.hostname}" if parts.hostname else "not a URL"
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            shown, ok = "not a URL", False
+        if not ok or any(c.isspace() for c in feed):
+            # Only its scheme and host are shown: a proxy's key may be in the rest.
+            reader.problem("YOUTUBE_FEED_URL", "must be an http(s) URL with a host", shown)
+            feed = ""
+        elif not channel_id and not reader.get("YOUTUBE_CHANNEL_ID"):
+            reader.problem(
+                "YOUTUBE_FEED_URL", "set without YOUTUBE_CHANNEL_ID (recordings need it)"
+            )
+            feed = ""
     if not feed and channel_id:
         feed = YOUTUBE_FEED.format(id=channel_id)
     return channel_id, feed
+
+
+def _feed_secrets(feed: str, channel_id: str) -> list[str]:
+    """A YOUTUBE_FEED_URL of one's own (a proxy) may hold a key: kept out of every log line."""
+    if not feed or feed == YOUTUBE_FEED.format(id=channel_id):
+        return []
+    parts = urlsplit(feed)
+    rest = parts.path + (f"?{parts.query}" if parts.query else "")
+    return [feed] + ([rest] if len(rest) > 1 else [])
 
 
 def _channel_configs(
@@ -413,7 +438,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         in ("on", "true", "1"),
         channel_configs=configs,
         channel_problems=tuple(channel_problems),
-        secret_texts=tuple(secrets),
+        secret_texts=tuple(secrets + _feed_secrets(youtube_feed, youtube_id)),
     )
     if reader.problems:
         raise ConfigError(reader.problems)

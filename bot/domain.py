@@ -140,6 +140,7 @@ class RecordingMatch:
     found_at: datetime | None = None
     decided_at: datetime | None = None
     decided_by: str | None = None  # auto | operator | the reason a match was closed
+    applied_url: str | None = None  # the recording_url it gave the session
 
 
 # Notices that announce a change of a session's state rather than remind of it (SPEC §6 rule 6).

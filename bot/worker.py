@@ -242,13 +242,22 @@ class Worker:
     def sync_recordings(self) -> None:
         """One recordings sync. A feed that cannot be read is a warning and a retry at the next
         poll, never a change; an applied match makes the `recording` notice due, so a pass runs
-        at once. Never raises."""
-        from bot.recordings.feed import FeedError
+        at once. Never raises.
+
+        The feed is read without any lock (a slow feed delays nothing); what the sync writes is
+        written under the pass lock, so a stop waits for it and nothing is written after one.
+        """
+        from bot.recordings.feed import FeedError, read
         from bot.recordings.sync import sync
 
         poll = format_duration(self.settings.recordings_poll)
         try:
-            report = sync(self.engine, self.settings, self.clock())
+            seen = read(self.settings.youtube_feed_url)
+            with self._pass_lock:
+                if self.stopping.is_set():
+                    return
+                self.dispatcher.guard()  # the same database file the worker started on
+                report = sync(self.engine, self.settings, self.clock(), read=lambda _url: seen)
         except FeedError as exc:
             log.warning(
                 "recordings: the feed could not be read (%s); nothing changed, next try in %s",
@@ -256,6 +265,11 @@ class Worker:
                 poll,
                 extra={"event": "feed_unavailable"},
             )
+            return
+        except DatabaseGoneError as exc:
+            log.error("%s; stopping", exc, extra={"event": "database_gone"})
+            self.exit_code = EXIT_BAD_CONFIG
+            self.stop()
             return
         except SQLAlchemyError as exc:
             log.error(
@@ -288,7 +302,9 @@ class Worker:
             )
         for note in report.notes if report.changed else ():
             log.info("recordings: %s", note, extra={"event": "recording_note"})
-        if report.applied and self._scheduler is not None and not self.stopping.is_set():
+        if report.changed and self._scheduler is not None and not self.stopping.is_set():
+            # A pass at once: it sends the recording notice of an applied match, then rebuilds
+            # the website (its fingerprint counts the videos), in the scheduler's thread.
             self._scheduler.add_job(
                 self.tick,
                 "date",
@@ -296,9 +312,6 @@ class Worker:
                 id="recordings",
                 replace_existing=True,
             )
-        elif report.changed and not self.stopping.is_set():
-            with self._pass_lock:
-                self.site.after_pass(True, self.clock())
 
     def _announce(self) -> None:
         """After the catch-up pass, say what the worker knows and what it will send next."""

@@ -170,8 +170,10 @@ def test_a_dry_run_reads_the_feed_and_changes_nothing(
         ({"YOUTUBE_CHANNEL_ID": "my-channel"},
          "YOUTUBE_CHANNEL_ID: must be a channel id: UC and 22 letters, digits, - or _ "
          "(my-channel)"),
-        ({"YOUTUBE_FEED_URL": "ftp://feeds.example"},
+        ({"YOUTUBE_FEED_URL": "ftp://feeds.example/k3y?token=s3cret"},
          "YOUTUBE_FEED_URL: must be an http(s) URL with a host (ftp://feeds.example)"),
+        ({"YOUTUBE_CHANNEL_ID": None},
+         "YOUTUBE_FEED_URL: set without YOUTUBE_CHANNEL_ID (recordings need it)"),
         ({"RECORDINGS_POLL": "30s"}, "RECORDINGS_POLL: must be from 1m to 1d (30s)"),
         ({"RECORDINGS_AUTO": "sometimes"},
          "RECORDINGS_AUTO: must be one of on, off, true, false, 1, 0 (sometimes)"),
@@ -208,7 +210,7 @@ def test_check_online_reads_the_feed(now: datetime, bot: BotCli, youtube_feed: F
     assert code == 1
     assert out.splitlines() == [
         "recordings: the YouTube feed cannot be read "
-        f"({youtube_feed.url.split('?')[0]} answered 500 Internal Server Error)"
+        f"({youtube_feed.origin} answered 500 Internal Server Error)"
     ]
 
 

@@ -325,9 +325,83 @@ def test_a_feed_that_cannot_be_read_changes_nothing(
 
 
 def test_a_body_that_trickles_in_is_cut_at_the_deadline(youtube_feed: FeedStandIn) -> None:
+    """One byte every 0.2 s: no read ever times out, the whole feed would take minutes."""
+    import time
+
     youtube_feed.add(CERTAIN)
-    with pytest.raises(FeedError, match="did not finish answering within 0s"):
-        feed_module.fetch(youtube_feed.url, deadline=0.0)
+    youtube_feed.set_fault("trickle")
+    started = time.monotonic()
+    with pytest.raises(FeedError, match="did not finish answering within 1s"):
+        feed_module.fetch(youtube_feed.url, deadline=1.0)
+    assert time.monotonic() - started < 10  # the body alone would take over 5 minutes
+
+
+def test_a_link_a_session_could_not_hold_becomes_the_watch_page() -> None:
+    from tests.support.youtubefeed import feed_xml
+
+    body = feed_xml([CERTAIN]).replace(CERTAIN.url.encode(), b"http://[bad")
+    [video] = feed_module.parse(body)
+    assert video.url == f"https://www.youtube.com/watch?v={CERTAIN.video_id}"
+
+
+def test_an_automatic_apply_never_overrules_an_operators_reject(
+    engine: Engine, youtube_feed: FeedStandIn
+) -> None:
+    fill(engine)
+    youtube_feed.add(CERTAIN)
+    sync(engine, settings_for(youtube_feed, recordings_auto=False), NOW)  # waiting
+    reject(engine, "diffucoder", CERTAIN.video_id, NOW)
+    video = feed_module.read(youtube_feed.url)[0]
+    proposal = Proposal("diffucoder", CERTAIN.video_id, "certain", 100, "queued before")
+    with pytest.raises(Refused, match="rejected meanwhile"):
+        apply(engine, proposal, video, NOW + H, by="auto")
+    assert get_session(engine, "diffucoder").recording_url is None  # type: ignore[union-attr]
+    [m] = load_matches_of(engine, "diffucoder")
+    assert m.status == "rejected"
+
+
+def test_a_video_linked_by_hand_cannot_be_accepted_for_another_session(
+    engine: Engine, youtube_feed: FeedStandIn
+) -> None:
+    fill(engine)
+    youtube_feed.add(PROBABLE)
+    sync(engine, settings_for(youtube_feed), NOW)
+    edit_session(engine, "diffucoder", [f"recording_url={PROBABLE.url}"], NOW)
+    with pytest.raises(UsageError, match="already the recording of session diffucoder"):
+        accept(engine, "llada", PROBABLE.video_id, NOW + H)
+
+
+def test_a_changed_link_in_the_feed_is_not_taken_for_an_edit_by_hand(
+    engine: Engine, youtube_feed: FeedStandIn
+) -> None:
+    fill(engine)
+    youtube_feed.add(CERTAIN)
+    settings = settings_for(youtube_feed)
+    sync(engine, settings, NOW)
+    moved = [
+        replace(v, url=v.url.replace("www.youtube.com", "youtube.com"))
+        for v in feed_module.read(youtube_feed.url)
+    ]
+    report = sync(engine, settings, NOW + H, read=lambda _url: moved)
+    assert report.closed == [] and report.video_changes == [f"updated {CERTAIN.video_id}"]
+    [m] = load_matches_of(engine, "diffucoder")
+    assert m.status == "applied"
+    assert get_session(engine, "diffucoder").recording_url == CERTAIN.url  # type: ignore[union-attr]
+
+
+def test_a_waiting_match_that_stops_holding_is_closed(
+    engine: Engine, youtube_feed: FeedStandIn
+) -> None:
+    fill(engine)
+    youtube_feed.add(PROBABLE)
+    settings = settings_for(youtube_feed)
+    assert [p.video_id for p in sync(engine, settings, NOW).proposed] == [PROBABLE.video_id]
+    rival = replace(PROBABLE, video_id="R1valUpl0ad", title=PROBABLE.title + " [re-upload]")
+    youtube_feed.add(rival)
+    report = sync(engine, settings, NOW + H)
+    assert report.waiting == [] and [c[:2] for c in report.closed] == [("llada", PROBABLE.video_id)]
+    assert "no longer a match" in report.closed[0][2]
+    assert not sync(engine, settings, NOW + 2 * H).changed
 
 
 def test_videos_that_left_the_feed_are_still_matched(
@@ -389,6 +463,10 @@ def test_the_worker_warns_on_a_feed_outage_and_applies_at_the_next_poll(
     assert "answered 500" in warning.getMessage() and "next try in 15m" in warning.getMessage()
     assert snapshot(engine) == before
     youtube_feed.set_fault("ok")
+    worker.stop()  # a stop came while the feed was being read: nothing is written after it
+    worker.sync_recordings()
+    assert snapshot(engine) == before
+    worker.stopping.clear()
     worker.sync_recordings()
     assert get_session(engine, "diffucoder").recording_url == CERTAIN.url  # type: ignore[union-attr]
     worker.dispatcher.close()

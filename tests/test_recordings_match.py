@@ -144,6 +144,13 @@ def test_token_set_ratio_keeps_the_wrong_paper_apart_where_wratio_does_not() -> 
     assert pairs(found) == [("diffucoder", "veaaaaaaaaa", "probable")]
 
 
+def test_a_generic_title_whose_words_are_a_subset_is_not_alike() -> None:
+    # token_set_ratio gives 100 to any subset: two of ten words are not the same talk.
+    assert fuzz.token_set_ratio("diffusion models", default_process(DIFFUCODER.title)) == 100
+    v = video("vuaaaaaaaaa", "Diffusion Models", description="Shansan Gong on the basics")
+    assert pairs(run([v], [DIFFUCODER])) == []
+
+
 def test_the_papers_name_before_the_colon_counts_as_alike() -> None:
     # "Group: Name (Speaker)" uploads share few words with the full title (token_set_ratio 58).
     v = video("vraaaaaaaaa", "Diffusion LM Reading Group: DiffuCoder (Shansan Gong)")

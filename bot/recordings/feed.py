@@ -9,13 +9,14 @@ feedparser is only ever given bytes: given a URL it would fetch without a timeou
 from __future__ import annotations
 
 import calendar
-import time
+import threading
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from bot.domain import Video
 from bot.errors import BotError
+from bot.site.links import safe_href
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0
@@ -29,19 +30,47 @@ class FeedError(BotError):
 
 
 def where(url: str) -> str:
-    """The feed's address without its query (a proxy's key never reaches a log)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    """The feed's scheme and host only: a proxy's key, in its path or query, never shows."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "YOUTUBE_FEED_URL"
+    return f"{parts.scheme}://{host}{port}" if host else "YOUTUBE_FEED_URL"
 
 
 def fetch(url: str, *, deadline: float = DEADLINE) -> bytes:
-    """The feed's body; FeedError with a one-line reason for anything but a timely 200."""
+    """The feed's body; FeedError with a one-line reason for anything but a 200 within
+    `deadline` seconds in all (a name lookup or a body that trickles in included: the request
+    runs in a thread of its own)."""
+    place = where(url)
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["body"] = _get(url, place)
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+
+    # A daemon thread: when the time is up it is left to finish on its own (closing its
+    # connection from here would wait for its read), and it never keeps a process alive.
+    thread = threading.Thread(target=work, name="feed", daemon=True)
+    thread.start()
+    thread.join(deadline)
+    if thread.is_alive():
+        raise FeedError(f"{place} did not finish answering within {deadline:g}s")
+    if "error" in outcome:
+        raise outcome["error"]
+    body: bytes = outcome["body"]
+    return body
+
+
+def _get(url: str, place: str) -> bytes:
     import requests
 
     from bot.tls import certificate_failure, describe_certificate_failure, http_verify
 
-    place = where(url)
-    started = time.monotonic()
     try:
         with requests.get(
             url,
@@ -54,13 +83,13 @@ def fetch(url: str, *, deadline: float = DEADLINE) -> bytes:
                 reason = f" {response.reason}" if response.reason else ""
                 raise FeedError(f"{place} answered {response.status_code}{reason}")
             body = bytearray()
-            for chunk in response.iter_content(64 * 1024):
+            for chunk in response.iter_content(16 * 1024):
                 body += chunk
                 if len(body) > MAX_BYTES:
                     raise FeedError(f"{place} sent more than {MAX_BYTES // 1024 // 1024} MB")
-                if time.monotonic() - started > deadline:
-                    raise FeedError(f"{place} did not finish answering within {deadline:g}s")
             return bytes(body)
+    except requests.ConnectTimeout as exc:
+        raise FeedError(f"could not connect to {place} within {CONNECT_TIMEOUT:g}s") from exc
     except requests.Timeout as exc:
         raise FeedError(f"{place} did not answer within {READ_TIMEOUT:g}s") from exc
     except requests.exceptions.SSLError as exc:
@@ -95,8 +124,8 @@ def parse(body: bytes) -> list[Video]:
         published = _instant(entry.get("published_parsed"))
         if not video_id or published is None or len(video_id) > 40:
             continue  # not a video entry (or one without a date): nothing to match
-        link = str(entry.get("link") or "")
-        url = link if urlsplit(link).scheme in ("http", "https") else WATCH.format(id=video_id)
+        # Only a link a session's recording_url may hold; else YouTube's own watch page.
+        url = safe_href(str(entry.get("link") or "")) or WATCH.format(id=video_id)
         videos.append(
             Video(
                 video_id=video_id,

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from bot.domain import SessionData, Video
 
 PROBABLE_SCORE = 85
+MIN_SHARED = 0.5  # of the session title's words, in the video's title
 # Words that do not name a paper: "Session 3: …" has no name before its colon.
 GENERIC = frozenset(
     {
@@ -99,7 +100,13 @@ def _likeness(video_title: str, session_title: str) -> tuple[int, str]:
     from rapidfuzz import fuzz
     from rapidfuzz.utils import default_process
 
-    whole = round(fuzz.token_set_ratio(video_title, default_process(session_title)))
+    session_words = default_process(session_title).split()
+    whole = round(fuzz.token_set_ratio(video_title, " ".join(session_words)))
+    # token_set_ratio is 100 for any subset: "Diffusion Models" against a ten-word title. At
+    # least half the session title's words must be in the video's title as well.
+    shared = len(set(session_words) & set(video_title.split())) / max(1, len(set(session_words)))
+    if shared < MIN_SHARED:
+        whole = min(whole, round(100 * shared))
     name, colon, _ = session_title.partition(":")
     short = default_process(name)
     distinct = any(len(w) >= 5 and w not in GENERIC and not w.isdigit() for w in short.split())

@@ -17,8 +17,8 @@ from sqlalchemy import Connection, Engine
 
 from bot.config import Settings
 from bot.domain import RecordingMatch, SessionData, Video
-from bot.errors import UsageError
-from bot.recordings.match import Matching, Proposal, match, wants_recording
+from bot.errors import DataError, UsageError
+from bot.recordings.match import Matching, Proposal, match
 from bot.store import recordings as store
 from bot.store.db import write_transaction
 from bot.store.reads import load_sessions
@@ -82,17 +82,25 @@ def sync(
     *,
     dry_run: bool = False,
     read: Callable[[str], list[Video]] | None = None,
+    before_write: Callable[[], bool] | None = None,
 ) -> SyncReport:
-    """Read the feed and match; FeedError (nothing changed) when the feed cannot be read."""
+    """Read the feed and match; FeedError (nothing changed) when the feed cannot be read.
+
+    `before_write` is asked before each write transaction (the worker: not stopping, the same
+    database file); False stops the sync there, with what it did so far.
+    """
     from bot.recordings.feed import read as read_feed
 
     seen = (read or read_feed)(settings.youtube_feed_url)
     report = SyncReport(dry_run=dry_run, feed_videos=len(seen))
+    go_on = before_write or (lambda: True)
     if dry_run:
         with engine.connect() as conn:
             videos, report.video_changes = store.merge_videos(store.load_videos(conn), seen)
             found, sessions, matches, current = _matching(conn, videos, settings, now)
             _record(None, found, sessions, matches, current, report, settings, now)
+        return report
+    if not go_on():
         return report
     with write_transaction(engine) as conn:
         store.lock_recordings(conn)
@@ -101,11 +109,15 @@ def sync(
         to_apply = _record(conn, found, sessions, matches, current, report, settings, now)
     by_id = {v.video_id: v for v in seen}
     for proposal in to_apply:
+        if not go_on():
+            break
         with engine.connect() as conn:
             video = by_id.get(proposal.video_id) or _stored_video(conn, proposal.video_id)
         try:
             apply(engine, proposal, video, now, by="auto")
-        except Refused as exc:  # a URL was set since the matches were found
+        except (Refused, DataError) as exc:  # decided meanwhile, or a link sessions refuse
+            if isinstance(exc, DataError):
+                exc = Refused(f"its link is not a recording_url ({'; '.join(exc.problems)})")
             with write_transaction(engine) as conn:
                 store.lock_recordings(conn)
                 closed = store.set_match(
@@ -168,9 +180,10 @@ def _record(
             report.closed.append((key[0], key[1], why))
             if conn is not None:
                 store.set_match(conn, *key, "replaced", now, why, only_from="applied")
+    proposed = {(p.session_id, p.video_id) for p in found.proposals}
     for (session_id, video_id), m in sorted(matches.items()):
         session = by_id.get(session_id)
-        if m.status != "waiting" or (session is not None and wants_recording(session, now)):
+        if m.status != "waiting" or (session_id, video_id) in proposed:
             continue
         why = (
             "the session is gone"
@@ -178,6 +191,9 @@ def _record(
             else "the session is cancelled"
             if session.cancelled
             else "the session has its recording_url"
+            if session.recording_url
+            else "no longer a match (another video or session is as alike, or it is out of the "
+            "window)"
         )
         report.closed.append((session_id, video_id, why))
         if conn is not None:
@@ -224,21 +240,32 @@ def apply(engine: Engine, proposal: Proposal, video: Video, now: datetime, *, by
             for session_id, video_id in sorted(store.current_recordings(conn))
             if video_id == proposal.video_id and session_id != proposal.session_id
         ]
+        taken += [s for s in store.sessions_linking(conn, video.url) if s != proposal.session_id]
         if taken:
             raise Refused(
                 f"video {proposal.video_id} is already the recording of session {taken[0]} "
-                f"(`bot recordings reject {taken[0]} {proposal.video_id}` first)"
+                f"(`bot recordings reject {taken[0]} {proposal.video_id}` or `bot sessions set "
+                f"{taken[0]} recording_url=` first)"
             )
-        known = {m.video_id for m in matches if m.session_id == proposal.session_id}
-        if proposal.video_id in known:
+        old = next(
+            (
+                m
+                for m in matches
+                if (m.session_id, m.video_id) == (proposal.session_id, proposal.video_id)
+            ),
+            None,
+        )
+        if by == "auto" and (old is None or old.status != "waiting"):  # an operator's word since
+            raise Refused(f"the match was {old.status if old else 'removed'} meanwhile")
+        if old is not None:
             store.set_match(
                 conn, proposal.session_id, proposal.video_id, "applied", now, by,
-                kind=proposal.kind, score=proposal.score, why=proposal.why,
+                kind=proposal.kind, score=proposal.score, why=proposal.why, applied_url=video.url,
             )  # fmt: skip
         else:
             row = RecordingMatch(
                 proposal.session_id, proposal.video_id, proposal.kind,
-                proposal.score, proposal.why, "applied", now, now, by,
+                proposal.score, proposal.why, "applied", now, now, by, video.url,
             )  # fmt: skip
             store.add_match(conn, row)
         moot = [  # the session has its recording: its other proposals are moot
@@ -298,36 +325,43 @@ def accept(engine: Engine, session_id: str, video_id: str, now: datetime) -> Pro
 
 def reject(engine: Engine, session_id: str, video_id: str, now: datetime) -> str:
     """The operator's no: the pair is never proposed again. A rejected match that was applied
-    takes its URL back off the session (when it is still the session's recording_url)."""
-    from bot.store.edits import edit_session
+    takes its URL back off the session (when it is still the session's recording_url).
 
-    video, session, old = _pair(engine, session_id, video_id, "reject")
+    Decided inside a transaction that holds the session's row and the matches, so a sync that
+    applies the pair meanwhile is either before it (and undone) or after it (and refused).
+    """
+    from bot.store.edits import edit_session
+    from bot.store.imports import edit_transaction
+
+    _pair(engine, session_id, video_id, "reject")  # both exist, or a one-line error
 
     def mark(conn: Connection) -> None:
         store.lock_recordings(conn)
-        if old is None:
+        if store.get_match(conn, session_id, video_id) is None:
             row = RecordingMatch(
-                session_id,
-                video_id,
-                "probable",
-                0,
-                "rejected by an operator",
-                "rejected",
-                now,
-                now,
-                "operator",
-            )
+                session_id, video_id, "probable", 0, "rejected by an operator",
+                "rejected", now, now, "operator",
+            )  # fmt: skip
             store.add_match(conn, row)
         else:
             store.set_match(conn, session_id, video_id, "rejected", now, "operator")
 
-    def still_it(session: SessionData) -> None:
-        if session.recording_url != video.url:
-            raise Refused(f"session {session_id}'s recording_url changed meanwhile; look again")
+    def still_current(session: SessionData) -> None:
+        if (session_id, video_id) not in current:
+            raise Refused(f"session {session_id}'s recording_url changed meanwhile")
 
-    if old is not None and old.status == "applied" and session.recording_url == video.url:
-        edit_session(engine, session_id, ["recording_url="], now, SOURCE, check=still_it, also=mark)
+    for _ in range(3):
+        with edit_transaction(engine, session_id) as conn:
+            store.lock_recordings(conn)
+            current = store.current_recordings(conn)
+            if (session_id, video_id) not in current:
+                mark(conn)
+                return f"{session_id}: {video_id} rejected; it will not be proposed again"
+        try:  # it is the session's recording: take the URL back, as `sessions set` does
+            edit_session(
+                engine, session_id, ["recording_url="], now, SOURCE, check=still_current, also=mark
+            )
+        except Refused:
+            continue  # changed between the two transactions: decide again
         return f"{session_id}: {video_id} rejected; recording_url cleared"
-    with write_transaction(engine) as conn:
-        mark(conn)
-    return f"{session_id}: {video_id} rejected; it will not be proposed again"
+    raise UsageError(f"recordings reject: session {session_id} keeps changing; try again")

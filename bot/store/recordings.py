@@ -87,6 +87,7 @@ def load_matches(conn: Connection, session_id: str | None = None) -> list[Record
             found_at=r.found_at,
             decided_at=r.decided_at,
             decided_by=r.decided_by,
+            applied_url=r.applied_url,
         )
         for r in conn.execute(query)
     ]
@@ -109,12 +110,14 @@ def set_match(
     score: int | None = None,
     why: str | None = None,
     only_from: str | None = None,
+    applied_url: str | None = None,
 ) -> bool:
     """Give a stored match its new status (and, when found again, its new kind, score, why);
     with `only_from`, only a match in that status. True when it was changed."""
     m = recording_matches.c
     values: dict[str, object] = {"status": status, "decided_at": now, "decided_by": by}
-    values |= {k: v for k, v in (("kind", kind), ("score", score), ("why", why)) if v is not None}
+    given = (("kind", kind), ("score", score), ("why", why), ("applied_url", applied_url))
+    values |= {k: v for k, v in given if v is not None}
     query = update(recording_matches).where(m.session_id == session_id, m.video_id == video_id)
     if only_from is not None:
         query = query.where(m.status == only_from)
@@ -122,14 +125,24 @@ def set_match(
 
 
 def _current() -> Select[tuple[str, str, str]]:
-    """(session, video, URL) of the applied matches whose video is still the session's recording."""
-    m, s, v = recording_matches.c, sessions.c, videos.c
+    """(session, video, URL) of the applied matches whose URL is still the session's recording."""
+    m, s = recording_matches.c, sessions.c
     return (
         select(m.session_id, m.video_id, s.recording_url)
         .join(sessions, s.id == m.session_id)
-        .join(videos, v.video_id == m.video_id)
-        .where(m.status == "applied", s.recording_url == v.url)
+        .where(m.status == "applied", s.recording_url == m.applied_url)
     )
+
+
+def sessions_linking(conn: Connection, url: str) -> list[str]:
+    """The sessions whose recording_url is `url`."""
+    return list(conn.scalars(select(sessions.c.id).where(sessions.c.recording_url == url)))
+
+
+def get_match(conn: Connection, session_id: str, video_id: str) -> RecordingMatch | None:
+    """One stored match, or None."""
+    found = [m for m in load_matches(conn, session_id) if m.video_id == video_id]
+    return found[0] if found else None
 
 
 def applied_recordings(conn: Connection, ids: Iterable[str] | None = None) -> dict[str, str]:

@@ -230,7 +230,10 @@ recording_matches = Table(
     Column("status", String(16), nullable=False),  # waiting | applied | rejected | closed
     Column("found_at", UTCDateTime, nullable=False),
     Column("decided_at", UTCDateTime),
-    Column("decided_by", String(80)),
+    Column("decided_by", Text),  # auto | operator | why it was closed
+    # The URL an applied match gave the session: still its recording while they are equal (the
+    # feed may change a video's link; an organiser's edit changes the session's).
+    Column("applied_url", Text),
     Index("ix_recording_matches_status", "status"),
 )
 

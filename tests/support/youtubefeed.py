@@ -14,7 +14,8 @@ The body is what youtube.com serves (Atom with the `yt:` and `media:` namespaces
 Faults (the real feed's known failures: intermittent 404 and 500 for a channel that exists):
 `ok`; `status` (any status, an HTML error page as YouTube sends); `hang` (the headers never come,
 until `hang_seconds` or stop); `truncated` (200, the XML cut off mid-entry); `html` (200 and a
-page that is not a feed, as a captive portal or consent wall answers).
+page that is not a feed, as a captive portal or consent wall answers); `trickle` (200 and the
+feed one byte every 0.2 s: no single read ever times out).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from tests.support.standin import LoopbackServer
 CHANNEL_ID = "UCq0VwLs1gJ8kE2vYpTn4RbA"  # 24 characters, as YouTube's
 CHANNEL_NAME = "Diffusion LM Reading Group"
 FEED_SIZE = 15
-FAULTS = ("ok", "status", "hang", "truncated", "html")
+FAULTS = ("ok", "status", "hang", "truncated", "html", "trickle")
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,17 @@ def _handler(state: _State, channel_id: str) -> type[BaseHTTPRequestHandler]:
             elif fault == "truncated":
                 body = feed_xml(videos, channel_id)
                 self._send(200, body[: len(body) * 2 // 3], "text/xml; charset=UTF-8")
+            elif fault == "trickle":
+                body = feed_xml(videos, channel_id)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/xml; charset=UTF-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                for i in range(len(body)):
+                    if state.stopping.wait(0.2):
+                        return
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
             elif fault == "html":
                 self._send(200, CONSENT_PAGE, "text/html; charset=utf-8")
             else:

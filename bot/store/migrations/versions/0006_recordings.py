@@ -36,7 +36,8 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("found_at", sa.DateTime(), nullable=False),
         sa.Column("decided_at", sa.DateTime(), nullable=True),
-        sa.Column("decided_by", sa.String(length=80), nullable=True),
+        sa.Column("decided_by", sa.Text(), nullable=True),
+        sa.Column("applied_url", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("session_id", "video_id"),
     )
     op.create_index("ix_recording_matches_status", "recording_matches", ["status"])
