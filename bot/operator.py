@@ -100,6 +100,10 @@ def _plan_problems(
 
     dispatcher = Dispatcher(engine, settings, lambda: now)
     problems = [f"templates: {p}" for p in dispatcher.renderer.check_syntax()] if syntax else []
+    if syntax and settings.site_dir is not None:  # the website is rebuilt: its templates too
+        from bot.site.build import site_template_problems
+
+        problems += [f"templates: {p}" for p in site_template_problems(settings)]
     sessions, rows = load_window(
         engine,
         now - timedelta(days=1),

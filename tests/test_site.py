@@ -608,6 +608,27 @@ def test_a_broken_site_template_is_named_with_its_line(tmp_path: Path) -> None:
         build_site(sample_data(), settings(templates_dir=tmp_path), NOW)
 
 
+def test_check_names_a_site_template_that_does_not_compile(tmp_path: Path) -> None:
+    """`bot check` compiles the website's templates when SITE_DIR is set (a rebuild would fail on
+    them and keep the previous site): one line naming the file and line."""
+    from tests.support.cli import BotCli
+
+    mine = tmp_path / "templates" / "site"
+    mine.mkdir(parents=True)
+    (mine / "session.html.j2").write_text("<p>\n{% if %}\n", encoding="utf-8")
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db",
+        "TEMPLATES_DIR": str(tmp_path / "templates"),
+    }
+    bot = BotCli(tmp_path, env)
+    code, out, _ = bot("check", env={"SITE_DIR": str(tmp_path / "www")})
+    assert code == 1
+    [line] = out.splitlines()
+    assert line.startswith("templates: ") and "site/session.html.j2, line 2" in line
+    code, out, _ = bot("check")  # no website to build: its templates are not its business
+    assert (code, out.strip()) == (0, "ok")
+
+
 def test_calendar_window_is_the_one_of_bot_ics() -> None:
     from bot.cli.data import ICS_HISTORY
 

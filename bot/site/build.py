@@ -95,6 +95,26 @@ def _problem(settings: Settings, name: str, exc: BaseException) -> TemplateProbl
     return TemplateProblem(f"{where}: {what}")
 
 
+def site_template_problems(settings: Settings) -> list[str]:
+    """Every website template (site/*.j2 on the search path) that does not compile."""
+    env = site_environment(settings)
+    names = sorted(
+        {
+            f"site/{path.name}"
+            for root in template_search_path(settings)
+            if (root / "site").is_dir()
+            for path in (root / "site").glob("*.j2")
+        }
+    )
+    problems = []
+    for name in names:
+        try:
+            env.get_template(name)
+        except jinja2.TemplateError as exc:
+            problems.append(str(_problem(settings, name, exc)))
+    return problems
+
+
 class _Pages:
     """Renders one template after another with the build's shared context."""
 
