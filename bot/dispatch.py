@@ -11,10 +11,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot import failpoints
 from bot.config import Settings
-from bot.domain import DeliveryKey, Notice, SessionData
+from bot.domain import DeliveryKey, GroupInfo, Notice, SessionData
 from bot.errors import (
     DuplicateContentError,
     MaybeSentError,
@@ -126,6 +127,7 @@ class Dispatcher:
         self._in_flight: ledger.Claim | None = None  # marked `sending`, the channel not done
         self._state_lock = threading.Lock()
         self._changed = False  # this pass gave a notice back because its session changed
+        self._group_read = False  # the renderer knows the stored group block's name this pass
 
     @property
     def renderer(self) -> Renderer:
@@ -135,6 +137,18 @@ class Dispatcher:
 
             self._renderer = Renderer(self.settings)
         return self._renderer
+
+    def _stored_group(self) -> GroupInfo | None:
+        """The session file's `group:` block (its name and YouTube link stand in for GROUP_NAME
+        and GROUP_YOUTUBE_URL when those are not set), read once per pass that renders."""
+        if self.settings.group_name and self.settings.group_youtube_url:
+            return None
+        from bot.store.site import stored_group
+
+        try:
+            return stored_group(self.engine)
+        except SQLAlchemyError:
+            return None
 
     def notifier(self, channel: str) -> Notifier:
         """The notifier instance for `channel`, built once."""
@@ -181,6 +195,7 @@ class Dispatcher:
         and the pass plans again with what the database holds now.
         """
         result = PassResult()
+        self._group_read = False  # the group block is read again, when a pass renders
         for _ in range(MAX_ROUNDS):
             step = self._one_pass(dry_run=dry_run, channels=channels, session_id=session_id)
             result.outcomes.extend(step.outcomes)
@@ -332,6 +347,9 @@ class Dispatcher:
         previous = None
         if notice.previous is not None:
             previous = replace(session, starts_at=notice.previous)
+        if not self._group_read:
+            self._group_read = True
+            self.renderer.group = self._stored_group()
         message = self.renderer.render(
             key=notice.key,
             session=session,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Settings
+from bot.config import Reminder, Settings
 from bot.domain import DeliveryKey, SessionData, SiteData
 from bot.render.renderer import Renderer
 from bot.render.textlimits import x_weighted_length
@@ -90,3 +90,40 @@ def test_the_page_a_post_links_is_one_the_site_has() -> None:
         assert url.startswith(f"{SITE_URL}/")
         path = url.removeprefix(f"{SITE_URL}/") + "index.html"
         assert path in files
+
+
+def test_messages_take_the_groups_name_from_the_group_block_when_group_name_is_unset(
+    tmp_path: Path,
+) -> None:
+    """The session file's `group:` block names the group in every message (nothing typed
+    twice); GROUP_NAME and GROUP_YOUTUBE_URL, when set, still win."""
+    from bot.dispatch import Dispatcher
+    from bot.store.db import ensure_schema, make_engine
+    from bot.store.imports import import_sessions
+    from bot.testing import FrozenClock, RecordingNotifier
+
+    found = parse_session_file(EXAMPLE.read_text(encoding="utf-8"), "sessions.yaml")
+    assert found.group is not None and found.group.name and found.group.links.youtube
+    first = found.sessions[0]
+    for name, (group_name, expected) in {
+        "block": ("", found.group.name),
+        "variable": ("Set By Hand RG", "Set By Hand RG"),
+    }.items():
+        engine = make_engine(f"sqlite:///{tmp_path}/{name}.db")
+        ensure_schema(engine)
+        import_sessions(
+            engine, found.sessions, now=first.starts_at - timedelta(days=30), group=found.group
+        )
+        settings = Settings(
+            channels=("email",),
+            recording_channels=(),
+            reminders=(Reminder("reminder", timedelta(days=1), ("email",)),),
+            group_name=group_name,
+        )
+        notifier = RecordingNotifier()  # the email's texts, handed to a fake at the boundary
+        clock = FrozenClock(first.starts_at - timedelta(hours=23))
+        Dispatcher(engine, settings, clock, {"email": notifier}).run_pass()
+        [message] = [m for m in notifier.sent if m.key.session_id == first.id]
+        assert expected in message.text
+        assert f"Recordings of all sessions: {found.group.links.youtube}" in message.text
+        engine.dispose()

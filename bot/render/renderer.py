@@ -14,7 +14,7 @@ import jinja2
 
 import bot
 from bot.config import Settings
-from bot.domain import SPECIAL_NOTICES, SessionData, Speaker
+from bot.domain import SPECIAL_NOTICES, GroupInfo, SessionData, Speaker
 from bot.errors import TemplateProblem
 from bot.notifiers.base import Attachment, Card, DeliveryKey, Message
 from bot.render.ics import session_ics
@@ -172,6 +172,9 @@ class Renderer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # The session file's `group:` block, when the dispatcher read one: its name and YouTube
+        # link are used where GROUP_NAME and GROUP_YOUTUBE_URL are not set.
+        self.group: GroupInfo | None = None
         self.zones = tuple(settings.display_timezones) or ("UTC",)
         self.search_path = template_search_path(settings)
         # Each plugin's own folder answers only for names under its channel: `NAME/...`.
@@ -323,9 +326,11 @@ class Renderer:
             "first": first,
             "now": now.astimezone(UTC),
             "group": {
-                "name": self.settings.group_name,
+                "name": self.settings.group_name or (self.group.name if self.group else None) or "",
                 "url": self.settings.group_url,
-                "youtube_url": self.settings.group_youtube_url,
+                "youtube_url": self.settings.group_youtube_url
+                or (self.group.links.youtube if self.group else None)
+                or "",
             },
             "times": times,
             "when": when_line(times),
