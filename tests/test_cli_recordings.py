@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import BotCli, iso, json_lines, session_yaml
+from tests.support.discordapi import DiscordStandIn, discord_server
 from tests.support.youtubefeed import CHANNEL_ID, FeedStandIn, FeedVideo, youtube_feed
 
-__all__ = ["youtube_feed"]
+__all__ = ["discord_server", "youtube_feed"]
 
 H = timedelta(hours=1)
 D = timedelta(days=1)
@@ -90,6 +91,22 @@ def test_a_certain_match_is_applied_and_its_notice_goes_out_once(
     assert recording_sends(bot, now + 3 * H) == []
     code, out, _ = bot("sessions", "show", "diffucoder")
     assert f"recording_url: {CERTAIN.url}" in out
+
+
+def test_the_recording_goes_out_once_on_every_recording_channel(
+    now: datetime, bot: BotCli, youtube_feed: FeedStandIn, discord_server: DiscordStandIn
+) -> None:
+    youtube_feed.add(CERTAIN)
+    env = {"CHANNELS": "console,discord", "DISCORD_WEBHOOK_URL": discord_server.webhook_url}
+    code, _, err = bot("recordings", "sync", "--now", iso(now), env=env)
+    assert code == 0, err
+    for hours in (1, 2):
+        code, out, err = bot("send", "--now", iso(now + hours * H), "--json", env=env)
+        assert code == 0, err
+        sent = sorted(r["channel"] for r in json_lines(out) if r["notice"] == "recording")
+        assert sent == (["console", "discord"] if hours == 1 else [])
+    [posted] = discord_server.messages
+    assert CERTAIN.url in posted.content + str(posted.embeds)
 
 
 def test_a_probable_match_waits_for_accept_and_a_rejected_one_never_returns(
