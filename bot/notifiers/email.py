@@ -5,16 +5,14 @@ from __future__ import annotations
 import logging
 import math
 import re
-import smtplib
 import socket
 import ssl
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, getaddresses
+from typing import TYPE_CHECKING
 
 from bot.config import Secret, parse_duration
 from bot.errors import ConfigError, MaybeSentError, NotifierError, PermanentError, TransientError
@@ -36,10 +34,15 @@ _ADDR_SPEC = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+{_LABEL}$")
 _HOST = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")
 _COMMA_OUTSIDE_QUOTES = re.compile(r',(?=(?:[^"]*"[^"]*")*[^"]*$)')
+# smtplib and email.message are imported where a message is built or sent: a pass with
+# nothing due (a cron minute) only parses the variables.
+if TYPE_CHECKING:
+    import smtplib
+    from email.message import EmailMessage
 _STAGES = {
-    smtplib.SMTPConnectError: "greeting",
-    smtplib.SMTPHeloError: "EHLO",
-    smtplib.SMTPAuthenticationError: "authentication failed",
+    "SMTPConnectError": "greeting",
+    "SMTPHeloError": "EHLO",
+    "SMTPAuthenticationError": "authentication failed",
 }
 
 
@@ -171,6 +174,8 @@ def _text_cte(text: str) -> str | None:
 
 
 def _content_type(value: str) -> tuple[str, str, dict[str, str]]:
+    from email.message import EmailMessage
+
     holder = EmailMessage()
     holder["Content-Type"] = _one_line(value)
     params = {k: str(v) for k, v in (holder.get_params() or [])[1:]}
@@ -181,6 +186,9 @@ def build_email(
     config: EmailConfig, message: Message, now: datetime, message_id: str
 ) -> EmailMessage:
     """The MIME message: text with an HTML alternative, attachments, one-line headers."""
+    from email.message import EmailMessage
+    from email.policy import SMTP as SMTP_POLICY
+
     mail = EmailMessage(policy=SMTP_POLICY)
     mail["From"] = config.email_from
     mail["To"] = ", ".join(config.email_to)
@@ -272,6 +280,8 @@ class EmailNotifier(Notifier):
 
     def _connect(self) -> smtplib.SMTP:
         cfg = self.config
+        import smtplib
+
         smtp: smtplib.SMTP
         # local_hostname avoids socket.getfqdn(), a DNS lookup with no timeout.
         if cfg.security == "ssl":
@@ -349,8 +359,10 @@ class EmailNotifier(Notifier):
 
     def _failure(self, exc: OSError) -> NotifierError:
         where = f"{self.config.host}:{self.config.port}"
+        import smtplib
+
         if isinstance(exc, smtplib.SMTPResponseException):
-            stage = _STAGES.get(type(exc), "SMTP reply")
+            stage = _STAGES.get(type(exc).__name__, "SMTP reply")
             return self._refusal(exc.smtp_code, exc.smtp_error, stage)
         if isinstance(exc, smtplib.SMTPServerDisconnected):
             return TransientError(f"connection to {where} lost before the message was sent ({exc})")
