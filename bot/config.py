@@ -290,16 +290,19 @@ def _database_url(reader: _Reader) -> str:
     return url
 
 
-def _url(reader: _Reader, name: str) -> str:
+def _url(reader: _Reader, name: str, *, private: bool = False) -> str:
+    """An http(s) URL with a host, or "" with a problem; `private` shows only its scheme and
+    host in the problem (a proxy's key may be in the rest)."""
     value = reader.get(name)
     if value:
         try:
             parts = urlsplit(value)
             ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            origin = f"{parts.scheme}://{parts.hostname}" if parts.hostname else "not a URL"
         except ValueError:
-            ok = False
+            ok, origin = False, "not a URL"
         if not ok or any(c.isspace() for c in value):
-            reader.problem(name, "must be an http(s) URL with a host", value)
+            reader.problem(name, "must be an http(s) URL with a host", origin if private else value)
             return ""
     return value
 
@@ -314,23 +317,10 @@ def _youtube(reader: _Reader) -> tuple[str, str]:
             channel_id,
         )
         channel_id = ""
-    feed = reader.get("YOUTUBE_FEED_URL")
-    if feed:
-        try:
-            parts = urlsplit(feed)
-            shown = f"{parts.scheme}://{parts.hostname}" if parts.hostname else "not a URL"
-            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-        except ValueError:
-            shown, ok = "not a URL", False
-        if not ok or any(c.isspace() for c in feed):
-            # Only its scheme and host are shown: a proxy's key may be in the rest.
-            reader.problem("YOUTUBE_FEED_URL", "must be an http(s) URL with a host", shown)
-            feed = ""
-        elif not channel_id and not reader.get("YOUTUBE_CHANNEL_ID"):
-            reader.problem(
-                "YOUTUBE_FEED_URL", "set without YOUTUBE_CHANNEL_ID (recordings need it)"
-            )
-            feed = ""
+    feed = _url(reader, "YOUTUBE_FEED_URL", private=True)
+    if feed and not reader.get("YOUTUBE_CHANNEL_ID"):
+        reader.problem("YOUTUBE_FEED_URL", "set without YOUTUBE_CHANNEL_ID (recordings need it)")
+        feed = ""
     if not feed and channel_id:
         feed = YOUTUBE_FEED.format(id=channel_id)
     return channel_id, feed

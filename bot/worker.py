@@ -209,9 +209,7 @@ class Worker:
             try:
                 result = self.dispatcher.run_pass()
             except DatabaseGoneError as exc:
-                log.error("%s; stopping", exc, extra={"event": "database_gone"})
-                self.exit_code = EXIT_BAD_CONFIG
-                self.stop()
+                self._database_gone(exc)
                 return
             except SQLAlchemyError as exc:
                 log.error(
@@ -229,6 +227,12 @@ class Worker:
             self._arm(result)
             # After the pass and its wake-ups: the website lags a pass rather than a notice.
             self.site.after_pass(bool(result.outcomes), self.clock())
+
+    def _database_gone(self, exc: DatabaseGoneError) -> None:
+        """The SQLite file was deleted or replaced: stop, exit 2, write nothing more."""
+        log.error("%s; stopping", exc, extra={"event": "database_gone"})
+        self.exit_code = EXIT_BAD_CONFIG
+        self.stop()
 
     # -------------------------------------------------------------- recordings
 
@@ -267,9 +271,7 @@ class Worker:
             )
             return
         except DatabaseGoneError as exc:
-            log.error("%s; stopping", exc, extra={"event": "database_gone"})
-            self.exit_code = EXIT_BAD_CONFIG
-            self.stop()
+            self._database_gone(exc)
             return
         except SQLAlchemyError as exc:
             log.error(

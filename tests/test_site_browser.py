@@ -134,7 +134,7 @@ def _add_videos(engine: Engine, past: list[SessionData]) -> None:
         save_videos(conn, videos, NOW - timedelta(days=1))
         for s, v in zip(past, videos, strict=False):
             add_match(conn, RecordingMatch(s.id, v.video_id, "certain", 100, "test", "applied",
-                                           NOW, NOW, "operator"))  # fmt: skip
+                                           NOW, NOW, "operator", v.url))  # fmt: skip
 
 
 def _set_zone(browser: Browser, zone: str) -> None:

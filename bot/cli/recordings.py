@@ -45,21 +45,17 @@ def recordings_group(ctx: click.Context) -> None:
 
 def _list(app: Any) -> None:
     from bot.store import recordings as store
-    from bot.store.reads import load_sessions
 
     with app.engine(read_only=True).connect() as conn:
         matches = store.load_matches(conn)
         videos = {v.video_id: v for v in store.load_videos(conn)}
-        sessions = {s.id: s for s in load_sessions(conn)}
+        current = store.current_recordings(conn)
     order = {"waiting": 0, "applied": 1, "rejected": 2, "replaced": 3, "closed": 4}
     for m in sorted(matches, key=lambda m: (order.get(m.status, 9), m.session_id, m.video_id)):
         video = videos.get(m.video_id)
-        session = sessions.get(m.session_id)
         status = m.status
-        if status == "applied" and (
-            session is None or session.recording_url != getattr(video, "url", None)
-        ):
-            status = "applied, since changed by hand"
+        if status == "applied" and (m.session_id, m.video_id) not in current:
+            status = "applied, since changed by hand"  # the next sync marks it `replaced`
         record = {
             "session": m.session_id,
             "video": m.video_id,
@@ -140,31 +136,15 @@ def sync_cmd(now_text: str | None, dry_run: bool) -> None:
         )
     for note in report.notes:
         app.out({"event": "note", "note": note}, f"note: {note}")
-    still = [
-        m
-        for m in report.waiting
-        if (m.session_id, m.video_id) not in {(p.session_id, p.video_id) for p in report.proposed}
-    ]
+    still = len(report.waiting) - len(report.proposed)  # the new ones are waiting too
     summary = (
         f"feed: {report.feed_videos} videos, {new} new; {len(report.applied)} {verb}applied, "
-        f"{len(report.proposed)} newly waiting, {len(still)} still waiting"
+        f"{len(report.proposed)} newly waiting, {still} still waiting"
         + ("" if report.changed else "; nothing changed")
     )
-    if app.json:
-        app.out(
-            {
-                "event": "summary",
-                "dry_run": dry_run,
-                "feed_videos": report.feed_videos,
-                "new_videos": new,
-                "applied": len(report.applied),
-                "waiting": len(report.waiting),
-                "changed": report.changed,
-            },
-            summary,
-        )
-    else:
-        click.echo(summary)
+    record = {"event": "summary", "dry_run": dry_run, "feed_videos": report.feed_videos}
+    record |= {"new_videos": new, "applied": len(report.applied)}
+    app.out(record | {"waiting": len(report.waiting), "changed": report.changed}, summary)
     if report.changed and not dry_run:
         from bot.cli.data import _after_change
 

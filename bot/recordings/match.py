@@ -93,7 +93,7 @@ def _surnames(session: SessionData) -> list[str]:
     return [parts[-1] for parts in names if parts]
 
 
-def _likeness(video_title: str, session_title: str) -> tuple[int, str]:
+def likeness(video_title: str, session_title: str) -> tuple[int, str]:
     """How alike the titles are, and what was alike: the whole title, or its name (the part
     before a colon, "DiffuCoder" of "DiffuCoder: Understanding …", as uploads are often titled
     "Group: DiffuCoder (Speaker)")."""
@@ -200,7 +200,7 @@ def match(
             surname = next((n for n in _surnames(session) if n in words), None)
             if surname is None:
                 continue
-            score, alike_to = _likeness(title, session.title)
+            score, alike_to = likeness(title, session.title)
             if score < PROBABLE_SCORE:
                 continue
             why = f"{alike_to}, {surname} named, out {_ago(since)}"

@@ -111,8 +111,10 @@ def sync(
     for proposal in to_apply:
         if not go_on():
             break
-        with engine.connect() as conn:
-            video = by_id.get(proposal.video_id) or _stored_video(conn, proposal.video_id)
+        video = by_id.get(proposal.video_id)
+        if video is None:  # matched from what an earlier sync stored
+            with engine.connect() as conn:
+                video = _stored_video(conn, proposal.video_id)
         try:
             apply(engine, proposal, video, now, by="auto")
         except (Refused, DataError) as exc:  # decided meanwhile, or a link sessions refuse
@@ -211,10 +213,10 @@ def _record(
 
 
 def _stored_video(conn: Connection, video_id: str) -> Video:
-    found = [v for v in store.load_videos(conn) if v.video_id == video_id]
-    if not found:
+    video = store.get_video(conn, video_id)
+    if video is None:
         raise UsageError(f"recordings: no video {video_id!r} was seen in the feed")
-    return found[0]
+    return video
 
 
 def apply(engine: Engine, proposal: Proposal, video: Video, now: datetime, *, by: str) -> None:
@@ -234,7 +236,7 @@ def apply(engine: Engine, proposal: Proposal, video: Video, now: datetime, *, by
 
     def mark(conn: Connection) -> None:
         store.lock_recordings(conn)
-        matches = store.load_matches(conn)
+        matches = store.load_matches(conn, proposal.session_id)
         taken = [
             session_id
             for session_id, video_id in sorted(store.current_recordings(conn))
@@ -247,14 +249,7 @@ def apply(engine: Engine, proposal: Proposal, video: Video, now: datetime, *, by
                 f"(`bot recordings reject {taken[0]} {proposal.video_id}` or `bot sessions set "
                 f"{taken[0]} recording_url=` first)"
             )
-        old = next(
-            (
-                m
-                for m in matches
-                if (m.session_id, m.video_id) == (proposal.session_id, proposal.video_id)
-            ),
-            None,
-        )
+        old = next((m for m in matches if m.video_id == proposal.video_id), None)
         if by == "auto" and (old is None or old.status != "waiting"):  # an operator's word since
             raise Refused(f"the match was {old.status if old else 'removed'} meanwhile")
         if old is not None:
@@ -268,14 +263,8 @@ def apply(engine: Engine, proposal: Proposal, video: Video, now: datetime, *, by
                 proposal.score, proposal.why, "applied", now, now, by, video.url,
             )  # fmt: skip
             store.add_match(conn, row)
-        moot = [  # the session has its recording: its other proposals are moot
-            m
-            for m in matches
-            if m.session_id == proposal.session_id
-            and m.status == "waiting"
-            and m.video_id != proposal.video_id
-        ]
-        for m in moot:
+        moot = [m for m in matches if m.status == "waiting" and m.video_id != proposal.video_id]
+        for m in moot:  # the session has its recording: its other proposals are moot
             why = "the session has its recording_url"
             store.set_match(conn, m.session_id, m.video_id, "closed", now, why)
 
@@ -306,18 +295,17 @@ def _pair(
 def accept(engine: Engine, session_id: str, video_id: str, now: datetime) -> Proposal:
     """The operator's yes: the video becomes the session's recording (any seen video, proposed
     or not, a rejected one included: the later word wins)."""
-    from rapidfuzz import fuzz
     from rapidfuzz.utils import default_process
 
+    from bot.recordings.match import likeness
+
     video, session, old = _pair(engine, session_id, video_id, "accept")
-    if old is not None and old.status == "applied" and session.recording_url == video.url:
+    if old is not None and old.status == "applied" and session.recording_url == old.applied_url:
         raise UsageError(f"recordings accept: {video_id} is already {session_id}'s recording")
     if old is not None:
         proposal = Proposal(session_id, video_id, old.kind, old.score, old.why)
     else:
-        score = round(
-            fuzz.token_set_ratio(default_process(video.title), default_process(session.title))
-        )
+        score, _ = likeness(default_process(video.title), session.title)
         proposal = Proposal(session_id, video_id, "probable", score, "named by an operator")
     apply(engine, proposal, video, now, by="operator")
     return proposal

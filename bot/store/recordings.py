@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, Select, insert, select, text, update
+from sqlalchemy import Connection, Select, insert, select, text, update
 
 from bot.domain import RecordingMatch, Video
 from bot.store.db import is_sqlite
@@ -21,23 +22,21 @@ def lock_recordings(conn: Connection) -> None:
         conn.execute(text("LOCK TABLE recording_matches IN SHARE ROW EXCLUSIVE MODE"))
 
 
-def _video(row: object) -> Video:
-    return Video(
-        video_id=row.video_id,  # type: ignore[attr-defined]
-        title=row.title,  # type: ignore[attr-defined]
-        url=row.url,  # type: ignore[attr-defined]
-        published_at=row.published_at,  # type: ignore[attr-defined]
-        updated_at=row.updated_at,  # type: ignore[attr-defined]
-        description=row.description,  # type: ignore[attr-defined]
-    )
+_VIDEO_COLUMNS = [videos.c[f.name] for f in fields(Video)]
 
 
 def load_videos(conn: Connection, limit: int | None = None) -> list[Video]:
     """Stored videos, newest first."""
-    query = select(videos).order_by(videos.c.published_at.desc(), videos.c.video_id.desc())
+    query = select(*_VIDEO_COLUMNS).order_by(videos.c.published_at.desc(), videos.c.video_id.desc())
     if limit is not None:
         query = query.limit(limit)
-    return [_video(r) for r in conn.execute(query)]
+    return [Video(**r._mapping) for r in conn.execute(query)]
+
+
+def get_video(conn: Connection, video_id: str) -> Video | None:
+    """One stored video, or None."""
+    row = conn.execute(select(*_VIDEO_COLUMNS).where(videos.c.video_id == video_id)).first()
+    return Video(**row._mapping) if row is not None else None
 
 
 def merge_videos(stored: Sequence[Video], seen: Sequence[Video]) -> tuple[list[Video], list[str]]:
@@ -59,9 +58,13 @@ def merge_videos(stored: Sequence[Video], seen: Sequence[Video]) -> tuple[list[V
 def save_videos(conn: Connection, seen: Sequence[Video], now: datetime) -> list[str]:
     """Insert new videos and update changed ones; the changes made (as merge_videos says)."""
     stored = {v.video_id: v for v in load_videos(conn)}
-    _, changes = merge_videos(list(stored.values()), seen)
     fresh = [v for v in seen if v.video_id not in stored]
     changed = [v for v in seen if v.video_id in stored and stored[v.video_id] != v]
+    changes = [
+        f"{'added' if v in fresh else 'updated'} {v.video_id}"
+        for v in seen
+        if v in fresh or v in changed
+    ]
     if fresh:
         conn.execute(insert(videos), [vars(v) | {"first_seen_at": now} for v in fresh])
     for video in changed:
@@ -141,8 +144,7 @@ def sessions_linking(conn: Connection, url: str) -> list[str]:
 
 def get_match(conn: Connection, session_id: str, video_id: str) -> RecordingMatch | None:
     """One stored match, or None."""
-    found = [m for m in load_matches(conn, session_id) if m.video_id == video_id]
-    return found[0] if found else None
+    return next((m for m in load_matches(conn, session_id) if m.video_id == video_id), None)
 
 
 def applied_recordings(conn: Connection, ids: Iterable[str] | None = None) -> dict[str, str]:
@@ -158,16 +160,6 @@ def current_recordings(conn: Connection) -> set[tuple[str, str]]:
     return {(row.session_id, row.video_id) for row in conn.execute(_current())}
 
 
-def latest_videos(engine: Engine | Connection, limit: int = LATEST_VIDEOS) -> list[Video]:
-    """The newest stored videos (the website's "latest videos")."""
-    if isinstance(engine, Connection):
-        return load_videos(engine, limit)
-    with engine.connect() as conn:
-        return load_videos(conn, limit)
-
-
 def video_sessions(conn: Connection) -> dict[str, str]:
-    """Video id -> the session it is the applied recording of."""
-    m = recording_matches.c
-    rows = conn.execute(select(m.video_id, m.session_id).where(m.status == "applied"))
-    return {r.video_id: r.session_id for r in rows}
+    """Video id -> the session it is still the recording of."""
+    return {video_id: session_id for session_id, video_id in current_recordings(conn)}
